@@ -14,10 +14,13 @@ A directed edge's input is its source atom's 39 dims followed by its bond's 11 (
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from rdkit import Chem
+
+if TYPE_CHECKING:  # torch is imported where tensors are made, so data steps start fast
+    import torch
 
 #: Bump whenever a code below changes meaning: caches written by another version are refused.
 FEATURIZER_VERSION = 1
@@ -101,6 +104,8 @@ def mol_codes(mol: Chem.Mol) -> MolCodes:
 
 def atom_one_hot(codes: torch.Tensor) -> torch.Tensor:
     """Expand ``(N, 5)`` atom codes into the ``(N, 39)`` float one-hot input, for a whole batch."""
+    import torch
+
     codes = codes.long()
     out = torch.zeros(codes.shape[0], ATOM_DIM, dtype=torch.float32, device=codes.device)
     rows = torch.arange(codes.shape[0], device=codes.device)
@@ -115,6 +120,8 @@ def bond_one_hot(codes: torch.Tensor) -> torch.Tensor:
 
     Bond type code 4 ("other") sets no bit, as in chemprop.
     """
+    import torch
+
     codes = codes.long()
     out = torch.zeros(codes.shape[0], BOND_DIM + 1, dtype=torch.float32, device=codes.device)
     rows = torch.arange(codes.shape[0], device=codes.device)

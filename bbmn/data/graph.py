@@ -28,13 +28,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from rdkit import Chem
-from torch_geometric.data import Batch
 
 from bbmn.chem.features import MolCodes, atom_one_hot, bond_one_hot, mol_codes
+
+if TYPE_CHECKING:  # torch and torch_geometric load in seconds: only when a batch is made
+    from torch_geometric.data import Batch
 
 
 def _ragged_positions(ptr: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -131,6 +133,9 @@ class GraphArrays:
 
     def to_batch(self) -> Batch:
         """A torch_geometric ``Batch`` following the module's batch contract."""
+        import torch
+        from torch_geometric.data import Batch
+
         n_mol = len(self)
         atom_ptr = torch.from_numpy(self.atom_ptr)
         n_atoms = torch.from_numpy(self.num_atoms)

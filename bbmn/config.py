@@ -1,0 +1,90 @@
+"""Workflow configuration: presets merged over the base, then checked against the JSON schema.
+
+Snakemake's ``validate`` fills in the schema's defaults; when the config is wrong, its message
+is the whole schema and config. :func:`prepare_config` turns that into one line that names the
+offending key, e.g. ``config key datasets.bbbp: 'lables' was unexpected``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bbmn.errors import BbmnError
+
+
+def deep_merge(base: Mapping, override: Mapping) -> dict:
+    """``base`` with ``override`` merged in: mappings merge recursively, everything else replaces."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _one_line(errors: list) -> str:
+    """The most specific error, in one line. A failed ``$ref`` inside ``allOf`` also makes
+    ``unevaluatedProperties`` list every sibling key as unexpected, so that one comes last."""
+    best = min(errors, key=lambda e: (e.validator == "unevaluatedProperties", -len(e.absolute_path)))
+    where = ".".join(str(p) for p in best.absolute_path) or "(top level)"
+    message = best.message
+    if "were unexpected" in message or "was unexpected" in message:
+        message = message[message.index("(") + 1:message.rindex(")")] if "(" in message else message
+    return f"config key {where}: {message}"
+
+
+def validate(config: dict, schema_path: str | Path) -> None:
+    """Check ``config`` against the schema and fill in defaults, in place.
+
+    Raises:
+        BbmnError: one line naming the first offending key.
+    """
+    import jsonschema
+    from snakemake.utils import validate as snakemake_validate
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = list(validator.iter_errors(config))
+    if errors:
+        raise BbmnError(_one_line(errors))
+    snakemake_validate(config, str(schema_path), set_default=True)
+
+
+def prepare_config(config: dict, schema_path: str | Path) -> dict:
+    """Validate, merge the chosen preset over the top level, validate again; return the result."""
+    validate(config, schema_path)
+    name = config.get("preset", "default")
+    presets = config.get("presets", {})
+    if name not in presets and name != "default":
+        raise BbmnError(f"config key preset: unknown preset {name!r}; choose one of {sorted(presets)}")
+    merged = deep_merge(config, presets.get(name, {}))
+    validate(merged, schema_path)
+    _check_references(merged)
+    return merged
+
+
+def _check_references(config: dict) -> None:
+    """Names used in ``run`` must be registered."""
+    for name in config["run"]["datasets"]:
+        if name not in config.get("datasets", {}):
+            raise BbmnError(f"config key run.datasets: {name!r} is not in the datasets registry "
+                            f"(registered: {', '.join(sorted(config.get('datasets', {})))})")
+    corpus = config["run"]["corpus"]
+    if corpus not in config.get("corpora", {}):
+        raise BbmnError(f"config key run.corpus: {corpus!r} is not in the corpora registry "
+                        f"(registered: {', '.join(sorted(config.get('corpora', {})))})")
+
+
+def load(path: str | Path, schema_path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict:
+    """Read a YAML config file, apply ``overrides`` (like ``--config k=v``), prepare it."""
+    try:
+        config = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise BbmnError(f"cannot read config {path}: {exc}") from None
+    return prepare_config(deep_merge(config, overrides or {}), schema_path)
