@@ -56,14 +56,39 @@ def validate(config: dict, schema_path: str | Path) -> None:
     snakemake_validate(config, str(schema_path), set_default=True)
 
 
-def prepare_config(config: dict, schema_path: str | Path) -> dict:
-    """Validate, merge the chosen preset over the top level, validate again; return the result."""
+def coerce_scalars(value: Any) -> Any:
+    """Types for ``--config`` values: snakemake parses nested ones as strings ('false', '0.7')."""
+    if isinstance(value, Mapping):
+        return {k: coerce_scalars(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [coerce_scalars(v) for v in value]
+    if not isinstance(value, str):
+        return value
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("null", "~"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def prepare_config(config: dict, schema_path: str | Path, overrides: Mapping | None = None) -> dict:
+    """The effective config: ``config``, then the chosen preset, then the command-line
+    ``overrides`` (``snakemake --config``; they win over the preset), validated before and after.
+    """
+    overrides = coerce_scalars(dict(overrides or {}))
+    config = deep_merge(config, overrides)
     validate(config, schema_path)
     name = config.get("preset", "default")
     presets = config.get("presets", {})
     if name not in presets and name != "default":
         raise BbmnError(f"config key preset: unknown preset {name!r}; choose one of {sorted(presets)}")
-    merged = deep_merge(config, presets.get(name, {}))
+    merged = deep_merge(deep_merge(config, presets.get(name, {})), overrides)
     validate(merged, schema_path)
     _check_references(merged)
     return merged
@@ -87,4 +112,4 @@ def load(path: str | Path, schema_path: str | Path, overrides: Mapping[str, Any]
         config = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise BbmnError(f"cannot read config {path}: {exc}") from None
-    return prepare_config(deep_merge(config, overrides or {}), schema_path)
+    return prepare_config(config, schema_path, overrides)

@@ -6,7 +6,11 @@ from bbmn.config import prepare_config
 from bbmn.errors import BbmnError
 
 try:
-    _prepared = prepare_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+    _prepared = prepare_config(
+        config,
+        Path(workflow.basedir) / "schemas" / "config.schema.yaml",
+        overrides=workflow.config_settings.overwrite_config,
+    )
 except BbmnError as _error:
     raise WorkflowError(f"bbmn: {_error}") from None
 config.clear()
@@ -31,7 +35,9 @@ def registry_entry(name):
         return config["datasets"][name]
     if name in config["corpora"]:
         return config["corpora"][name]
-    raise WorkflowError(f"bbmn: {name!r} is in neither the datasets nor the corpora registry")
+    raise WorkflowError(
+        f"bbmn: {name!r} is in neither the datasets nor the corpora registry"
+    )
 
 
 def raw_path(name):
@@ -56,13 +62,24 @@ def fetch_args(name):
 def clean_args(name):
     """bbmn clean options from the registry: labelled sets keep duplicates, corpora drop them."""
     entry = registry_entry(name)
-    args = ["--smiles-col", entry["smiles_column"], "--standardize", entry["standardize"],
-            "--encoding", entry["encoding"]]
+    args = [
+        "--smiles-col",
+        entry["smiles_column"],
+        "--standardize",
+        entry["standardize"],
+        "--encoding",
+        entry["encoding"],
+    ]
     if entry.get("format"):
         args += ["--format", entry["format"]]
     if name in config["datasets"]:
         labels = entry["labels"]
-        args += ["--labels", *(["*"] if labels == "*" else labels), "--task", entry["task"]]
+        args += [
+            "--labels",
+            *(["*"] if labels == "*" else labels),
+            "--task",
+            entry["task"],
+        ]
     else:
         args.append("--dedupe")
     return shlex.join(args)
@@ -73,12 +90,14 @@ def split_path(name, seed, method=None):
 
 
 def all_targets():
-    """Caches and splits of every registered dataset; descriptors of the ones this run trains on;
-    the cache of the pre-training corpus."""
+    """Caches and splits of the datasets to prepare, descriptors of the ones this run trains
+    on, and the cache of the pre-training corpus."""
+    run = config["run"]
+    prepare = config["datasets"] if run["prepare"] == "all" else run["datasets"]
     targets = []
-    for name in config["datasets"]:
+    for name in prepare:
         targets.append(f"{DATA}/cache/{name}.parquet")
         targets += [split_path(name, seed) for seed in SEEDS]
-    targets += [f"{DATA}/descriptors/{name}.parquet" for name in config["run"]["datasets"]]
-    targets.append(f"{DATA}/cache/{config['run']['corpus']}.parquet")
+    targets += [f"{DATA}/descriptors/{name}.parquet" for name in run["datasets"]]
+    targets.append(f"{DATA}/cache/{run['corpus']}.parquet")
     return targets

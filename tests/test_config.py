@@ -57,3 +57,12 @@ def test_a_new_dataset_through_config_alone(config):
     config["run"]["datasets"] = ["mine"]
     prepared = prepare_config(config, SCHEMA)
     assert prepared["datasets"]["mine"]["standardize"] == "as_given"
+
+
+def test_command_line_wins_over_the_preset_and_gets_types(config):
+    # snakemake --config parses nested values as strings: "false", "0"
+    overrides = {"preset": "tiny", "split": {"seeds": ["0"]}, "data": {"download": "false"}}
+    prepared = prepare_config(config, SCHEMA, overrides)
+    assert prepared["split"]["seeds"] == [0]  # the tiny preset says [0, 1]
+    assert prepared["data"]["download"] is False
+    assert prepared["run"]["corpus"] == "zinc200"  # the rest of the preset applies

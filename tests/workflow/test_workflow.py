@@ -1,0 +1,64 @@
+"""End to end: `snakemake --cores 2` with the tiny preset, in a scratch working directory."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import REPO, TEST_DATA
+
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+
+def snakemake(workdir, *args, check=True):
+    """Run the workflow in ``workdir`` with the tiny preset; ``args`` may add --config entries."""
+    cmd = [str(SNAKEMAKE), "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory",
+           str(workdir), "--cores", "2", *args]
+    if "--config" not in args:
+        cmd += ["--config", "preset=tiny"]
+    env = {**os.environ, "BBMN_DATA_MIRROR": str(TEST_DATA)}
+    return subprocess.run(cmd, capture_output=True, text=True, check=check, env=env)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("wf")
+    shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
+    done = snakemake(workdir, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return workdir
+
+
+@pytest.mark.slow
+def test_tiny_workflow_builds_the_data(tiny_run):
+    data = tiny_run / "results" / "data"
+    for name, n in (("bbbp", 150), ("esol", 100)):
+        summary = json.loads((data / "clean" / f"{name}.summary.json").read_text())
+        assert summary["input_rows"] == n and summary["kept"] + summary["rejected"] == n
+        assert pq.read_metadata(data / "cache" / f"{name}.parquet").num_rows == summary["kept"]
+        assert pq.read_metadata(data / "descriptors" / f"{name}.parquet").num_rows == summary["kept"]
+        for seed in (0, 1):
+            split = json.loads((data / "splits" / name / "balanced_scaffold" / f"seed{seed}.json").read_text())
+            assert split["train_size"] + split["val_size"] + split["test_size"] == summary["kept"]
+    assert pq.read_metadata(data / "cache" / "zinc200.parquet").num_rows == 200
+    assert (tiny_run / "results" / "logs" / "clean" / "bbbp.log").is_file()
+
+
+@pytest.mark.slow
+def test_nothing_reruns_and_a_param_change_reruns(tiny_run):
+    assert "Nothing to be done" in snakemake(tiny_run, "-n").stdout
+    changed = snakemake(tiny_run, "-n", "--config", "preset=tiny", "split={sizes: [0.7, 0.15, 0.15]}")
+    assert "split" in changed.stdout and "clean " not in changed.stdout
+
+
+def test_config_error_is_one_line_before_any_job(tmp_path):
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    done = snakemake(tmp_path, "-n", "--config", "preset=tiny", "workers=two", check=False)
+    assert done.returncode != 0
+    assert "config key workers: 'two' is not of type 'integer'" in done.stdout + done.stderr
+    assert not (tmp_path / "results").exists()
