@@ -196,6 +196,14 @@ class GraphCache:
             table = self._file.read_row_groups(row_groups)
         return arrays_from_table(table, len(self.tasks))
 
+    def rows(self, row_group: int | None = None) -> np.ndarray:
+        """The ``row`` column (source rows) of one row group, or of the whole cache."""
+        if row_group is None:
+            table = self._file.read(columns=["row"])
+        else:
+            table = self._file.read_row_group(row_group, columns=["row"])
+        return table.column("row").to_numpy()
+
     def read_smiles(self) -> tuple[np.ndarray, list[str]]:
         """The ``row`` and ``smiles`` columns (for reports and predictions)."""
         table = self._file.read(columns=["row", "smiles"])
