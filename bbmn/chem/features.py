@@ -13,7 +13,9 @@ A directed edge's input is its source atom's 39 dims followed by its bond's 11 (
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -73,33 +75,52 @@ class MolCodes:
     bonds: np.ndarray
 
 
-def mol_codes(mol: Chem.Mol) -> MolCodes:
-    """Integer feature codes of a sanitized RDKit molecule (implicit hydrogens).
+def raw_atom_fields(mol: Chem.Mol) -> Iterator[int]:
+    """RDKit's raw atom values, 5 per atom: atomic number, degree, charge, chiral tag, aromatic.
 
-    One pass over atoms and one over bonds, each reading every field at once: Python wrappers of
-    RDKit atoms are the expensive part, so each is created once.
+    Atoms are fetched by index (``GetAtoms()`` goes through a slow Python sequence wrapper), and
+    the values stream into one flat list per chunk: Python wrappers of RDKit atoms are the cost.
     """
-    raw_atoms = np.array(
-        [(a.GetAtomicNum(), a.GetDegree(), a.GetFormalCharge(), int(a.GetChiralTag()),
-          a.GetIsAromatic()) for a in mol.GetAtoms()],
-        dtype=np.int64,
-    ).reshape(-1, 5)
-    atoms = np.empty(raw_atoms.shape, dtype=np.uint8)
-    atoms[:, 0] = _ELEMENT_CODE[np.clip(raw_atoms[:, 0], 0, 255)]
-    atoms[:, 1] = np.minimum(raw_atoms[:, 1], ATOM_FIELD_SIZES[1] - 1)
-    atoms[:, 2] = _CHARGE_CODE[np.clip(raw_atoms[:, 2] + 128, 0, 255)]
-    atoms[:, 3] = np.minimum(raw_atoms[:, 3], ATOM_FIELD_SIZES[3] - 1)
-    atoms[:, 4] = raw_atoms[:, 4]
+    return chain.from_iterable(
+        (a.GetAtomicNum(), a.GetDegree(), a.GetFormalCharge(), a.GetChiralTag(), a.GetIsAromatic())
+        for a in map(mol.GetAtomWithIdx, range(mol.GetNumAtoms())))
 
-    raw_bonds = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx(),
-                  _BOND_TYPE_CODE.get(b.GetBondType(), BOND_TYPE_OTHER), b.IsInRing(),
-                  int(b.GetStereo())) for b in mol.GetBonds()]
-    raw = np.array(raw_bonds, dtype=np.int64).reshape(-1, 5)
+
+def raw_bond_fields(mol: Chem.Mol) -> Iterator[int]:
+    """RDKit's raw bond values, 5 per bond: begin, end, type code, in ring, stereo."""
+    return chain.from_iterable(
+        (b.GetBeginAtomIdx(), b.GetEndAtomIdx(), _BOND_TYPE_CODE.get(b.GetBondType(), BOND_TYPE_OTHER),
+         b.IsInRing(), b.GetStereo())
+        for b in map(mol.GetBondWithIdx, range(mol.GetNumBonds())))
+
+
+def encode_atoms(raw: np.ndarray) -> np.ndarray:
+    """``(N, 5)`` raw atom values (:func:`raw_atom_fields`) -> ``(N, 5)`` uint8 codes."""
+    atoms = np.empty(raw.shape, dtype=np.uint8)
+    atoms[:, 0] = _ELEMENT_CODE[np.clip(raw[:, 0], 0, 255)]
+    atoms[:, 1] = np.minimum(raw[:, 1], ATOM_FIELD_SIZES[1] - 1)
+    atoms[:, 2] = _CHARGE_CODE[np.clip(raw[:, 2] + 128, 0, 255)]
+    atoms[:, 3] = np.minimum(raw[:, 3], ATOM_FIELD_SIZES[3] - 1)
+    atoms[:, 4] = raw[:, 4]
+    return atoms
+
+
+def encode_bonds(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(M, 5)`` raw bond values -> ``(M, 2)`` int64 bond atoms and ``(M, 3)`` uint8 codes."""
     bonds = np.empty((len(raw), 3), dtype=np.uint8)
     bonds[:, 0] = raw[:, 2]
     bonds[:, 1] = raw[:, 3]
     bonds[:, 2] = np.minimum(raw[:, 4], BOND_FIELD_SIZES[2] - 1)
-    return MolCodes(atoms=atoms, bond_atoms=raw[:, :2].copy(), bonds=bonds)
+    return raw[:, :2].astype(np.int64), bonds
+
+
+def mol_codes(mol: Chem.Mol) -> MolCodes:
+    """Integer feature codes of a sanitized RDKit molecule (implicit hydrogens)."""
+    n, m = mol.GetNumAtoms(), mol.GetNumBonds()
+    raw_atoms = np.fromiter(raw_atom_fields(mol), dtype=np.int64, count=5 * n).reshape(n, 5)
+    raw_bonds = np.fromiter(raw_bond_fields(mol), dtype=np.int64, count=5 * m).reshape(m, 5)
+    bond_atoms, bonds = encode_bonds(raw_bonds)
+    return MolCodes(atoms=encode_atoms(raw_atoms), bond_atoms=bond_atoms, bonds=bonds)
 
 
 def atom_one_hot(codes: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dedupe", action="store_true",
                    help="reject repeated canonical SMILES (pre-training corpora)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes")
-    p.add_argument("--chunk-rows", type=int, default=4096, help="rows per work unit")
+    p.add_argument("--chunk-rows", type=int, default=1024, help="rows per work unit")
     p.set_defaults(run=run)
 
 

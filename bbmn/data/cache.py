@@ -30,9 +30,9 @@ import pyarrow.parquet as pq
 from rdkit import Chem, RDLogger
 from tqdm import tqdm
 
-from bbmn.chem.features import ATOM_FIELDS, FEATURIZER_VERSION, mol_codes
+from bbmn.chem.features import ATOM_FIELDS, FEATURIZER_VERSION
 from bbmn.data.clean import META_KEY, read_meta
-from bbmn.data.graph import GraphArrays
+from bbmn.data.graph import GraphArrays, arrays_from_mols
 from bbmn.errors import BbmnError
 from bbmn.io import atomic_path, sha256_file
 
@@ -57,15 +57,15 @@ def _cache_schema(n_tasks: int, meta: dict) -> pa.Schema:
 def _featurize_chunk(args: tuple[np.ndarray, list[str], np.ndarray]) -> tuple[GraphArrays, list[str], list]:
     """Codes of one chunk of molecules; molecules that do not parse are returned as failures."""
     rows, smiles, y = args
-    codes, ok, failures = [], [], []
+    mols, ok, failures = [], [], []
     for i, (row, s) in enumerate(zip(rows, smiles)):
         mol = Chem.MolFromSmiles(s)
         if mol is None or mol.GetNumAtoms() > MAX_ATOMS:
             failures.append((int(row), s))
             continue
-        codes.append(mol_codes(mol))
+        mols.append(mol)
         ok.append(i)
-    return GraphArrays.from_codes(codes, rows[ok], y[ok]), [smiles[i] for i in ok], failures
+    return arrays_from_mols(mols, rows[ok], y[ok]), [smiles[i] for i in ok], failures
 
 
 def _list_array(ptr: np.ndarray, values: np.ndarray, value_type: pa.DataType) -> pa.Array:
@@ -94,10 +94,12 @@ def cache_is_current(cache: str | Path, source: str | Path) -> bool:
 
 
 def featurize(clean_parquet: str | Path, out: str | Path, workers: int = 1,
-              chunk_rows: int = 4096, force: bool = False) -> dict:
+              chunk_rows: int = 4096, force: bool = False, work_rows: int = 512) -> dict:
     """Featurize a cleaned Parquet (``bbmn clean``'s output) into a graph cache at ``out``.
 
-    Skips the work when ``out`` is already current for this input (unless ``force``).
+    Workers featurize units of ``work_rows`` molecules (small, so that two workers stay equally
+    busy); the writer joins them into row groups of ``chunk_rows``. Skips the work when ``out``
+    is already current for this input (unless ``force``).
     Returns a summary dict with counts and throughput.
     """
     clean_meta = read_meta(clean_parquet)
@@ -107,6 +109,7 @@ def featurize(clean_parquet: str | Path, out: str | Path, workers: int = 1,
         log.info("featurize: %s is up to date with %s; nothing to do", out, clean_parquet)
         return {"skipped": True, **read_meta(out)["summary"]}
     tasks = clean_meta.get("tasks", [])
+    work_rows = min(work_rows, chunk_rows)
     started = time.perf_counter()
     source = pq.ParquetFile(clean_parquet)
     meta = {"step": "featurize", "featurizer_version": FEATURIZER_VERSION,
@@ -114,7 +117,7 @@ def featurize(clean_parquet: str | Path, out: str | Path, workers: int = 1,
             "tasks": tasks, "task_type": clean_meta.get("task_type")}
 
     def work() -> Iterator[tuple]:
-        for batch in source.iter_batches(batch_size=chunk_rows, columns=["row", "smiles", *tasks]):
+        for batch in source.iter_batches(batch_size=work_rows, columns=["row", "smiles", *tasks]):
             y = (np.stack([batch.column(t).to_numpy(zero_copy_only=False) for t in tasks], axis=1)
                  if tasks else np.zeros((batch.num_rows, 0)))
             yield batch.column("row").to_numpy(), batch.column("smiles").to_pylist(), y.astype(np.float32)
@@ -126,21 +129,33 @@ def featurize(clean_parquet: str | Path, out: str | Path, workers: int = 1,
     progress = tqdm(total=source.metadata.num_rows, desc=f"featurize {Path(out).name}", unit="mol",
                     disable=None)
     try:
-        parts = []
+        row_groups = 0
         with atomic_path(out) as tmp:
             schema = _cache_schema(len(tasks), meta)
             with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+                buffered: list[tuple[GraphArrays, list[str]]] = []
+
+                def flush() -> None:
+                    nonlocal row_groups
+                    if buffered:
+                        g = GraphArrays.concat([b[0] for b in buffered])
+                        writer.write_table(_to_table(g, sum((b[1] for b in buffered), []), schema))
+                        row_groups += 1
+                        buffered.clear()
+
                 for g, smiles, failed in results:
                     failures += failed
-                    if len(g):
-                        writer.write_table(_to_table(g, smiles, schema))
                     n_mol += len(g)
                     n_atoms += int(g.atom_ptr[-1])
                     n_bonds += int(g.bond_ptr[-1])
                     progress.update(len(g) + len(failed))
-                    parts.append(len(g))
+                    if len(g):
+                        buffered.append((g, smiles))
+                    if sum(len(b[0]) for b in buffered) >= chunk_rows:
+                        flush()
+                flush()
                 summary = {"molecules": n_mol, "failed": len(failures), "atoms": n_atoms,
-                           "bonds": n_bonds, "row_groups": len([p for p in parts if p]),
+                           "bonds": n_bonds, "row_groups": row_groups,
                            "seconds": round(time.perf_counter() - started, 2)}
                 writer.add_key_value_metadata({META_KEY: json.dumps({**meta, "summary": summary,
                                                                      "failures": failures[:1000]})})

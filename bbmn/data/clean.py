@@ -63,7 +63,7 @@ class CleanConfig:
     encoding: str = "utf-8-sig"
     smi_header: bool = False
     workers: int = 1
-    chunk_rows: int = 4096
+    chunk_rows: int = 1024
 
 
 def parse_label(text: str, task: str | None) -> float:

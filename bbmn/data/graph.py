@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from rdkit import Chem
 
-from bbmn.chem.features import MolCodes, atom_one_hot, bond_one_hot, mol_codes
+from bbmn.chem.features import (MolCodes, atom_one_hot, bond_one_hot, encode_atoms, encode_bonds,
+                                 raw_atom_fields, raw_bond_fields)
 
 if TYPE_CHECKING:  # torch and torch_geometric load in seconds: only when a batch is made
     from torch_geometric.data import Batch
@@ -164,16 +165,41 @@ class GraphArrays:
         return batch
 
 
+def arrays_from_mols(mols: Sequence[Chem.Mol], rows: Sequence[int] | None = None,
+                     y: np.ndarray | None = None) -> GraphArrays:
+    """Codes of many RDKit molecules at once: one flat value list per chunk, encoded by numpy."""
+    atom_values: list[int] = []
+    bond_values: list[int] = []
+    n_atoms = np.empty(len(mols), dtype=np.int64)
+    n_bonds = np.empty(len(mols), dtype=np.int64)
+    for i, mol in enumerate(mols):
+        n_atoms[i] = mol.GetNumAtoms()
+        n_bonds[i] = mol.GetNumBonds()
+        atom_values.extend(raw_atom_fields(mol))
+        bond_values.extend(raw_bond_fields(mol))
+    bond_atoms, bonds = encode_bonds(np.array(bond_values, dtype=np.int64).reshape(-1, 5))
+    atom_ptr = np.zeros(len(mols) + 1, dtype=np.int64)
+    np.cumsum(n_atoms, out=atom_ptr[1:])
+    bond_ptr = np.zeros(len(mols) + 1, dtype=np.int64)
+    np.cumsum(n_bonds, out=bond_ptr[1:])
+    n = len(mols)
+    return GraphArrays(
+        atom_ptr=atom_ptr, atoms=encode_atoms(np.array(atom_values, dtype=np.int64).reshape(-1, 5)),
+        bond_ptr=bond_ptr, bond_atoms=bond_atoms, bonds=bonds,
+        row=np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64),
+        y=np.zeros((n, 0), np.float32) if y is None else np.asarray(y, dtype=np.float32).reshape(n, -1))
+
+
 def featurize_smiles(smiles: Sequence[str]) -> GraphArrays:
     """Direct featurization of SMILES (no cache), for tests, prediction and small inputs.
 
     Raises:
         ValueError: if a SMILES does not parse; clean input with ``bbmn clean`` first.
     """
-    codes = []
+    mols = []
     for i, s in enumerate(smiles):
         mol = Chem.MolFromSmiles(s)
         if mol is None:
             raise ValueError(f"SMILES {i} does not parse: {s!r}")
-        codes.append(mol_codes(mol))
-    return GraphArrays.from_codes(codes)
+        mols.append(mol)
+    return arrays_from_mols(mols)
