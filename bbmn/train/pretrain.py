@@ -1,0 +1,402 @@
+"""Masked pre-training of BatmanNet on a graph cache (spec sections 2, 8).
+
+One call of :func:`pretrain` trains for the configured epochs (or step / time budget), writing
+into ``out``:
+
+- ``checkpoints/latest.pt``: the full training state, replaced atomically every
+  ``checkpoint_every`` steps and at every epoch end. Running the same command again resumes from
+  it (a checkpoint of a different configuration is set aside, not resumed);
+- ``model.pt``: the final model (hyper-parameters + weights), what fine-tuning loads;
+- ``history.jsonl``: one line of metrics per epoch; ``summary.json``: the final figures;
+- ``config.json``: the effective configuration.
+
+Validation reports each masked field's reconstruction accuracy beside the accuracy of always
+predicting the field's most common class, so a reader sees what the model learned.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bbmn.bench import peak_rss_mb
+from bbmn.data.cache import GraphCache
+from bbmn.data.loader import CacheBatches
+from bbmn.data.masking import Masking
+from bbmn.errors import BbmnError
+from bbmn.io import write_json
+from bbmn.models.batmannet import BatmanNet, count_parameters, reconstruction_loss
+from bbmn.train import distributed
+from bbmn.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from bbmn.train.schedule import NoamSchedule
+from bbmn.train.tracking import Tracker, config_hash
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PretrainConfig:
+    """Pre-training settings; the defaults are the spec's (section 8).
+
+    Attributes:
+        batch_size: molecules per optimizer step (per process when data-parallel).
+        epochs: passes over the training part.
+        max_steps: stop after this many optimizer steps (0 = no limit). The learning-rate
+            schedule spans ``min(epochs * steps_per_epoch, max_steps)`` steps.
+        max_minutes: stop cleanly (with a checkpoint) after this much training time (0 = none).
+        val_fraction: share of the corpus held out for validation.
+        val_batches: validate on at most this many batches (0 = the whole validation part).
+        seed: seeds the split, the batch order, the masks and the initialization.
+        init_lr, max_lr, final_lr: the Noam schedule's three learning rates.
+        warmup_epochs: length of the linear warm-up, in epochs.
+        weight_decay: Adam's weight decay.
+        mask_ratio: fraction of atoms and of directed edges masked per molecule.
+        dynamic_mask: new masks every epoch (True) or the same mask every epoch (the reference).
+        model: BatmanNet constructor arguments (hidden, heads, depth, ...).
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``...
+        bf16: bfloat16 autocast (on GPUs).
+        threads: torch intra-op threads (0 = leave torch's default).
+        log_every: steps between progress log lines.
+        checkpoint_every: steps between checkpoints (each epoch end also writes one).
+        window: row groups per shuffle window (bounds memory).
+        deterministic: torch's deterministic algorithms (slower; see the README).
+    """
+
+    batch_size: int = 32
+    epochs: int = 16
+    max_steps: int = 0
+    max_minutes: float = 0.0
+    val_fraction: float = 0.1
+    val_batches: int = 0
+    seed: int = 0
+    init_lr: float = 2e-4
+    max_lr: float = 4e-4
+    final_lr: float = 1e-4
+    warmup_epochs: float = 1.0
+    weight_decay: float = 1e-7
+    mask_ratio: float = 0.6
+    dynamic_mask: bool = True
+    model: dict[str, Any] = field(default_factory=dict)
+    device: str = "auto"
+    bf16: bool = False
+    threads: int = 0
+    log_every: int = 50
+    checkpoint_every: int = 500
+    window: int = 8
+    deterministic: bool = False
+
+    def training_keys(self) -> dict:
+        """The settings that change the trained weights (a resumed checkpoint must match them)."""
+        d = asdict(self)
+        for key in ("max_minutes", "device", "threads", "log_every", "checkpoint_every", "val_batches"):
+            d.pop(key)
+        return d
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class _StopFlag:
+    """Set by SIGTERM / SIGINT (a cluster's time limit, Ctrl-C): finish the step, checkpoint, stop."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self._previous = {}
+
+    def __enter__(self) -> _StopFlag:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        log.warning("signal %d: stopping after this step, with a checkpoint", signum)
+        self.stop = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def validate(model: torch.nn.Module, batches: CacheBatches, masking: Masking,
+             ctx: distributed.Context, max_batches: int = 0, bf16: bool = False) -> dict[str, float]:
+    """Mean loss terms and per-field accuracy of masked reconstruction on held-out molecules.
+
+    Masks are static (hashed from each molecule's row), so epochs are compared on the same task.
+    """
+    was_training = model.training
+    model.eval()
+    sums: dict[str, float] = defaultdict(float)
+    correct: dict[str, torch.Tensor] = {}
+    count: dict[str, torch.Tensor] = {}
+    classes: dict[str, torch.Tensor] = {}
+    n_batches = 0
+    with torch.no_grad():
+        for i, arrays in enumerate(batches.epoch(0)):
+            if max_batches and i >= max_batches:
+                break
+            batch = masking(arrays.to_batch()).to(ctx.device)
+            with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = reconstruction_loss(model(batch), batch)
+            n_batches += 1
+            sums["loss"] += float(loss.total)
+            sums["node_loss"] += float(loss.node)
+            sums["edge_loss"] += float(loss.edge)
+            for name in loss.correct:
+                correct[name] = correct.get(name, 0) + loss.correct[name].cpu()
+                count[name] = count.get(name, 0) + loss.count[name].cpu()
+                hist = loss.class_counts[name].cpu()
+                classes[name] = classes[name] + hist if name in classes else hist
+    model.train(was_training)
+    totals = torch.tensor([n_batches] + [sums[k] for k in ("loss", "node_loss", "edge_loss")],
+                          dtype=torch.float64)
+    totals = distributed.all_reduce_sum(totals, ctx)
+    metrics = {k: float(totals[i + 1] / max(float(totals[0]), 1.0))
+               for i, k in enumerate(("loss", "node_loss", "edge_loss"))}
+    for name in sorted(correct):
+        stats = distributed.all_reduce_sum(
+            torch.cat([torch.stack([correct[name], count[name]]).double(), classes[name].double()]), ctx)
+        n = max(float(stats[1]), 1.0)
+        metrics[f"acc.{name}"] = float(stats[0]) / n
+        metrics[f"majority.{name}"] = float(stats[2:].max()) / n
+    return metrics
+
+
+def _resume_state(path: Path, fingerprint: str, is_main: bool) -> dict | None:
+    if not path.is_file():
+        return None
+    state = load_checkpoint(path)
+    if state.get("fingerprint") != fingerprint:
+        if not is_main:
+            return None
+        aside = path.with_name(f"latest.{int(time.time())}.stale.pt")
+        path.rename(aside)
+        log.warning("checkpoint %s is from a different configuration; moved to %s, starting fresh",
+                    path, aside.name)
+        return None
+    return state
+
+
+def pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig = PretrainConfig(),
+             tracking_parent: str | Path | None = None, tracking_required: bool = False) -> dict:
+    """Pre-train on ``cache_path`` into ``out``; return (and write) the summary.
+
+    Works alike in one process or under ``torchrun`` (data-parallel, every rank reading its share
+    of each global batch order); only rank 0 writes files and tracks.
+    """
+    out = Path(out)
+    ctx = distributed.setup(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    _seed_everything(cfg.seed)
+    cache = GraphCache(cache_path)
+    if cache.tasks and len(cache) == 0:
+        raise BbmnError(f"{cache_path} holds no molecules")
+    common = dict(val_fraction=cfg.val_fraction, seed=cfg.seed, window=cfg.window,
+                  rank=ctx.rank, world_size=ctx.world_size)
+    train_batches = CacheBatches(cache, cfg.batch_size, part="train", drop_last=ctx.distributed, **common)
+    val_batches = CacheBatches(cache, cfg.batch_size, part="val", shuffle=False, **common)
+    steps_per_epoch = len(train_batches)
+    if steps_per_epoch == 0:
+        raise BbmnError(f"{cache_path}: too few molecules ({train_batches.num_molecules} in the "
+                        f"training part) for batches of {cfg.batch_size}")
+    total_steps = cfg.epochs * steps_per_epoch
+    if cfg.max_steps:
+        total_steps = min(total_steps, cfg.max_steps)
+    warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total_steps)
+
+    model = BatmanNet(**{"mask_ratio": cfg.mask_ratio, **cfg.model}).to(ctx.device)
+    n_params = count_parameters(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.init_lr, weight_decay=cfg.weight_decay)
+    schedule = NoamSchedule(optimizer, warmup, total_steps, cfg.init_lr, cfg.max_lr, cfg.final_lr)
+    train_model = model
+    if ctx.distributed:
+        device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    masking = Masking(cfg.mask_ratio, dynamic=cfg.dynamic_mask, seed=cfg.seed)
+    val_masking = Masking(cfg.mask_ratio, dynamic=False, seed=cfg.seed + 1)
+
+    params = {**asdict(cfg), "model": model.config, "cache": str(cache_path),
+              "molecules": len(cache), "train_molecules": train_batches.num_molecules,
+              "val_molecules": val_batches.num_molecules, "steps_per_epoch": steps_per_epoch,
+              "total_steps": total_steps, "warmup_steps": warmup, "world_size": ctx.world_size,
+              "parameters": n_params}
+    fingerprint = config_hash({**cfg.training_keys(), "cache_sha": cache.meta.get("source_sha256"),
+                               "world_size": ctx.world_size})
+    checkpoint = out / "checkpoints" / "latest.pt"
+    epoch, skip, step = 0, 0, 0
+    history: list[dict] = []
+    state = _resume_state(checkpoint, fingerprint, ctx.is_main)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        set_rng_state(state["rng"][ctx.rank] if isinstance(state["rng"], list) else state["rng"])
+        epoch, skip, step = state["epoch"], state["step_in_epoch"], state["step"]
+        history = state.get("history", [])
+        log.info("resuming from %s: epoch %d, step %d", checkpoint, epoch, step)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", params)
+
+    def save(epoch_now: int, step_in_epoch: int) -> None:
+        states = rng_state()
+        if ctx.distributed:  # every rank's RNG, so a resumed rank continues its own stream
+            gathered = [None] * ctx.world_size
+            torch.distributed.all_gather_object(gathered, states)
+            states = gathered
+        if ctx.is_main:
+            save_checkpoint(checkpoint, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                            schedule=schedule.state_dict(), rng=states, epoch=epoch_now,
+                            step_in_epoch=step_in_epoch, step=step, history=history,
+                            fingerprint=fingerprint, model_config=model.config)
+
+    tracker = Tracker(f"pretrain-{Path(cache_path).stem}", tags={"stage": "pretrain", "seed": cfg.seed},
+                      params=params, parent=tracking_parent, required=tracking_required,
+                      enabled=ctx.is_main)
+    train_seconds, train_molecules = 0.0, 0
+    started = time.perf_counter()
+    out_of_time = False
+    with tracker, _StopFlag() as stop:
+        model.train()
+        while epoch < cfg.epochs and step < total_steps and not (stop.stop or out_of_time):
+            losses = []
+            step_in_epoch = skip
+            progress = _progress(ctx, steps_per_epoch, skip, f"epoch {epoch + 1}/{cfg.epochs}")
+            tick = time.perf_counter()
+            for arrays in train_batches.epoch(epoch, skip=skip):
+                batch = masking(arrays.to_batch(), epoch=epoch).to(ctx.device)
+                with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                    loss = reconstruction_loss(train_model(batch), batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.total.backward()
+                optimizer.step()
+                schedule.step()
+                step += 1
+                step_in_epoch += 1
+                losses.append(loss.total.detach().item())
+                now = time.perf_counter()
+                train_seconds += now - tick
+                train_molecules += len(arrays) * ctx.world_size
+                tick = now
+                progress.update(1)
+                if step % cfg.log_every == 0:
+                    rate = train_molecules / max(train_seconds, 1e-9)
+                    progress.set_postfix(loss=f"{np.mean(losses[-cfg.log_every:]):.3f}", mol_s=f"{rate:.0f}")
+                    if not progress.enabled_display:
+                        log.info("epoch %d step %d loss %.4f lr %.2e %.0f mol/s", epoch + 1, step,
+                                 np.mean(losses[-cfg.log_every:]), schedule.get_last_lr()[0], rate)
+                out_of_time = bool(cfg.max_minutes) and (now - started) / 60 >= cfg.max_minutes
+                if ctx.distributed:  # ranks must stop at the same step, or they deadlock
+                    flags = distributed.all_reduce_sum(torch.tensor([stop.stop, out_of_time], dtype=torch.int32), ctx)
+                    stop.stop, out_of_time = bool(flags[0]), bool(flags[1])
+                if step >= total_steps or stop.stop or out_of_time:
+                    break
+                if step % cfg.checkpoint_every == 0:
+                    save(epoch, step_in_epoch)
+                tick = time.perf_counter()
+            progress.close()
+            finished_epoch = step_in_epoch >= steps_per_epoch
+            metrics = validate(model, val_batches, val_masking, ctx, cfg.val_batches, cfg.bf16)
+            record = {"epoch": epoch + (1 if finished_epoch else step_in_epoch / steps_per_epoch),
+                      "step": step, "train_loss": float(np.mean(losses)) if losses else math.nan,
+                      "lr": schedule.get_last_lr()[0],
+                      "molecules_per_s": train_molecules / max(train_seconds, 1e-9),
+                      **{f"val_{k}": v for k, v in metrics.items()}}
+            history.append(record)
+            tracker.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=step)
+            if ctx.is_main:
+                log.info("epoch %.2f: train loss %.4f, val loss %.4f, %s", record["epoch"],
+                         record["train_loss"], record["val_loss"], _accuracy_line(metrics))
+                with open(out / "history.jsonl", "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+            if finished_epoch:
+                epoch, skip = epoch + 1, 0
+            else:
+                skip = step_in_epoch
+            save(epoch, skip)
+        # finished, or stopped by the time budget: a usable model; stopped by a signal: resume later
+        ended = "signal" if stop.stop else ("time_budget" if out_of_time else "done")
+        digests = [weights_digest(model)]
+        if ctx.distributed:
+            digests = [None] * ctx.world_size
+            torch.distributed.all_gather_object(digests, weights_digest(model))
+        summary = {
+            "params": n_params, "steps": step, "epochs_done": round(epoch + skip / steps_per_epoch, 4),
+            "total_steps": total_steps, "batch_size": cfg.batch_size, "world_size": ctx.world_size,
+            "molecules_per_s": round(train_molecules / max(train_seconds, 1e-9), 1),
+            "peak_rss_mb": round(peak_rss_mb(), 1), "device": str(ctx.device), "ended": ended,
+            "weights_digests": digests, "final": history[-1] if history else {},
+        }
+        if ctx.is_main:
+            if ended != "signal":
+                save_checkpoint(out / "model.pt", model_config=model.config, model=model.state_dict(),
+                                kind="batmannet-pretrained", summary=summary)
+                tracker.log_artifact(out / "model.pt")
+            write_json(out / "summary.json", summary)
+            tracker.log_artifact(out / "summary.json")
+            tracker.log_metrics({"peak_rss_mb": summary["peak_rss_mb"],
+                                 "final_molecules_per_s": summary["molecules_per_s"]}, step=step)
+    distributed.barrier(ctx)
+    return summary
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 (16 hex digits) of all parameters: equal on every rank of a healthy data-parallel run."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for tensor in model.state_dict().values():
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _accuracy_line(metrics: dict[str, float]) -> str:
+    parts = []
+    for key in sorted(k for k in metrics if k.startswith("acc.")):
+        name = key[4:]
+        parts.append(f"{name} {metrics[key]:.3f} (majority {metrics['majority.' + name]:.3f})")
+    return "; ".join(parts)
+
+
+class _NoProgress:
+    enabled_display = False
+
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix(self, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(ctx: distributed.Context, total: int, initial: int, desc: str):
+    """A tqdm bar on rank 0 in a terminal; log lines instead in batch jobs."""
+    if not ctx.is_main:
+        return _NoProgress()
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=initial, desc=desc, unit="step", disable=None)
+    bar.enabled_display = not bar.disable
+    return bar
