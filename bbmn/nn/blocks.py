@@ -1,0 +1,345 @@
+"""The building blocks of a BatmanNet branch (spec section 3).
+
+* :class:`InputEmbedding`: the first block's input stage, Linear(in -> h) + positional code, kept
+  as the branch's "original features", then Dropout(LayerNorm(PReLU(.))).
+* :class:`MTBlock`: GROVER's multi-head block: per head three message-passing nets give Q, K and
+  V; standard multi-head attention runs across the heads axis of each item; Linear(heads*h -> h),
+  Dropout(LayerNorm(.)), no residual.
+* :class:`AggregateToSelf`: after the last block, sum the neighbours' outputs, concatenate with the
+  original features, FFN 2h -> 4h -> h, Dropout(LayerNorm(.)).
+
+Speed on a CPU shaped this module (the function is the reference's, parameter for parameter):
+what the reference does with one small matrix per head or per net is one batched product here,
+the nets' messages live as one contiguous ``(nets, n, h)`` tensor, and PReLU + dropout, the
+dearest element-wise work of a step, run as one autograd function with a cheap random mask.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+#: Neighbour sum of a branch: messages (..., n, w) -> summed messages (..., n, w).
+Aggregate = Callable[[Tensor], Tensor]
+
+ACTIVATIONS = ("prelu", "relu", "gelu", "elu", "tanh")
+_FIXED_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": F.relu, "gelu": F.gelu, "elu": F.elu, "tanh": torch.tanh}
+
+
+# ------------------------------------------------------------------------------ dropout, PReLU
+
+def dropout_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | None = None
+                 ) -> Tensor:
+    """Float mask for dropout with rate ``p``: 0 for dropped elements, ``1 / keep rate`` elsewhere.
+
+    Torch's own CPU dropout draws and converts one random float per element, which made it the
+    dearest part of a training step. Here one 64-bit random word gives four 16-bit uniforms, and the
+    comparison writes the float mask directly. An element is dropped with probability
+    ``round(p * 65536) / 65536`` (within 8e-6 of ``p``) and kept ones are scaled by the exact inverse
+    keep rate, so the expectation is unchanged. Draws from torch's generator: ``torch.manual_seed``
+    makes it reproducible.
+    """
+    n = math.prod(shape)
+    dropped = round(p * 65536)
+    if dropped >= 65536:
+        return torch.zeros(shape, device=device)
+    words = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=device)
+    uniform16 = words.view(torch.int16)[:n].view(shape)  # uniform on [-32768, 32767]
+    mask = torch.empty(shape, device=device)
+    torch.ge(uniform16, dropped - 32768, out=mask)
+    return mask.mul_(65536 / (65536 - dropped))
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` drawing its mask with :func:`dropout_mask` (faster on CPU)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        return x * dropout_mask(x.shape, self.p, x.device)
+
+
+class _PReLUDropout(torch.autograd.Function):
+    """``dropout(prelu(x))`` with one slope per channel, channels on axis 0 of ``x``.
+
+    Torch's PReLU backward reduces the slope gradient slowly on CPU; here the input gradient is a
+    leaky-ReLU backward per channel and the slope gradient one product and one sum.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, slope: Tensor, p: float, training: bool) -> Tensor:
+        channels = x.reshape(slope.numel(), -1)
+        y = F.prelu(channels.unsqueeze(0), slope).squeeze(0)
+        mask = dropout_mask(y.shape, p, y.device) if training and p > 0.0 else None
+        if mask is not None:
+            y.mul_(mask)
+        ctx.save_for_backward(channels, slope, mask)
+        ctx.input_shape = x.shape
+        return y.view(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None, None]:
+        channels, slope, mask = ctx.saved_tensors
+        grad = grad.reshape(channels.shape)
+        if mask is not None:
+            grad = grad * mask
+        grad_x = torch.empty_like(channels)
+        for c, s in enumerate(slope.tolist()):
+            torch.ops.aten.leaky_relu_backward.grad_input(grad[c], channels[c], s, False,
+                                                           grad_input=grad_x[c])
+        grad_slope = (grad * channels.clamp(max=0.0)).sum(1)
+        return grad_x.view(ctx.input_shape), grad_slope, None, None
+
+
+def prelu_dropout(x: Tensor, slope: Tensor, p: float, training: bool) -> Tensor:
+    """Dropout(PReLU(x)), with ``slope`` (one per channel; channels on axis 0) or one slope."""
+    return _PReLUDropout.apply(x, slope, p, training)
+
+
+class ActivationDropout(nn.Module):
+    """Dropout(act(x)) for ``channels`` independent channels laid out on axis 0 of ``x``.
+
+    PReLU (the default) owns one slope per channel, 0.25 at start. With ``channels == 1`` this is
+    an ordinary activation followed by dropout, for inputs of any shape.
+
+    Args:
+        activation (str): ``"prelu"`` or a parameter-free activation (``"relu"``, ...).
+        dropout (float): dropout rate. Default 0.1.
+        channels (int): number of channels with their own slope. Default 1.
+    """
+
+    def __init__(self, activation: str = "prelu", dropout: float = 0.1, channels: int = 1) -> None:
+        super().__init__()
+        self.activation, self.p = activation.lower(), dropout
+        if self.activation == "prelu":
+            self.slope = nn.Parameter(torch.full((channels,), 0.25))
+        elif self.activation not in _FIXED_ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+        else:
+            self.dropout = Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.activation == "prelu":
+            return prelu_dropout(x, self.slope, self.p, self.training)
+        return self.dropout(_FIXED_ACTIVATIONS[self.activation](x))
+
+
+def _init_linear_(weight: Tensor, bias: Tensor, fan_in: int) -> None:
+    """``nn.Linear``'s default initialisation, for weights stored fused."""
+    bound = 1.0 / math.sqrt(fan_in)
+    nn.init.uniform_(weight, -bound, bound)
+    nn.init.uniform_(bias, -bound, bound)
+
+
+# ------------------------------------------------------------------------------------- blocks
+
+class MessageNets(nn.Module):
+    """``num_nets`` independent message-passing nets on the same input, run as one.
+
+    Each net runs ``depth - 1`` rounds of ``m <- Dropout(act(W m_sum + b))`` where ``m_sum`` is the
+    neighbour sum of the previous messages (the first round starts from the block input, with no
+    input layer and no skip connection, as in the reference). Every net owns its ``W`` (h x h, with
+    bias, shared by its rounds) and, for PReLU, its own slope.
+
+    The first round's neighbour sum is the same for every net, so it is computed once; every round
+    is then one batched matrix product over the nets.
+
+    Args:
+        hidden (int): message width ``h``.
+        num_nets (int): number of independent nets (``3 * heads`` in a block: Q, K, V per head).
+        depth (int): message-passing depth; ``depth - 1 >= 1`` rounds are run. Default 3.
+        dropout (float): dropout after every round. Default 0.1.
+        activation (str): activation name; ``"prelu"`` (default) gives each net its own slope.
+    """
+
+    def __init__(self, hidden: int, num_nets: int, depth: int = 3, dropout: float = 0.1,
+                 activation: str = "prelu") -> None:
+        super().__init__()
+        if depth < 2:
+            raise ValueError(f"depth must be at least 2 (one round of message passing), got {depth}")
+        self.hidden, self.num_nets, self.depth = hidden, num_nets, depth
+        self.weight = nn.Parameter(torch.empty(num_nets, hidden, hidden))  # (net, out, in)
+        self.bias = nn.Parameter(torch.empty(num_nets, 1, hidden))
+        for net in range(num_nets):
+            _init_linear_(self.weight.data[net], self.bias.data[net], hidden)
+        self.act = ActivationDropout(activation, dropout, channels=num_nets)
+
+    def forward(self, x: Tensor, aggregate: Aggregate) -> Tensor:
+        """``(n, h)`` block input -> ``(num_nets, n, h)`` final messages of every net."""
+        weight_t = self.weight.transpose(1, 2)
+        m = self.act(torch.matmul(aggregate(x), weight_t).add_(self.bias))
+        for _ in range(self.depth - 2):
+            m = self.act(torch.baddbmm(self.bias, aggregate(m), weight_t))
+        return m
+
+
+class HeadAttention(nn.Module):
+    """Standard multi-head attention whose sequence is the heads axis of one item.
+
+    For each item (atom or edge) separately, the sequence has ``heads`` positions (one per block
+    head); Q, K and V each pass their own Linear(h -> h), are split into ``heads`` attention heads of
+    width ``h / heads``, and scaled dot-product attention with dropout on the attention weights
+    mixes the positions. The output Linear(h -> h) is applied by :meth:`output_projection_into`,
+    fused with the block's next Linear.
+
+    Args:
+        hidden (int): model width ``h``; must be divisible by ``heads``.
+        heads (int): sequence length and number of attention heads.
+        dropout (float): dropout on the attention weights. Default 0.1.
+    """
+
+    def __init__(self, hidden: int, heads: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        if hidden % heads:
+            raise ValueError(f"hidden size {hidden} is not divisible by {heads} heads")
+        self.hidden, self.heads = hidden, heads
+        self.dropout = Dropout(dropout)
+        self.qkv_weight = nn.Parameter(torch.empty(3, hidden, hidden))  # (Q/K/V, out, in)
+        self.qkv_bias = nn.Parameter(torch.empty(3, 1, hidden))
+        self.out_weight = nn.Parameter(torch.empty(hidden, hidden))
+        self.out_bias = nn.Parameter(torch.empty(hidden))
+        for i in range(3):
+            _init_linear_(self.qkv_weight.data[i], self.qkv_bias.data[i], hidden)
+        _init_linear_(self.out_weight, self.out_bias, hidden)
+
+    def forward(self, qkv: Tensor) -> Tensor:
+        """``(3 * S, n, h)`` queries, keys then values (``S = heads`` each) -> ``(n, S * h)``.
+
+        The output is taken before the output Linear (see :meth:`output_projection_into`).
+        """
+        _, n, h = qkv.shape
+        s = a = self.heads
+        projected = torch.baddbmm(self.qkv_bias, qkv.view(3, s * n, h), self.qkv_weight.transpose(1, 2))
+        q, k, v = projected.view(3, s, n, a, h // a).unbind(0)  # (s, n, a, d)
+        # the sequence is only `heads` long: broadcasting beats batches of tiny matrix products
+        scores = (q.unsqueeze(1) * k.unsqueeze(0)).sum(-1) * (a / h) ** 0.5  # (s, t, n, a)
+        weights = self.dropout(scores.softmax(1))
+        mixed = (weights.unsqueeze(-1) * v.unsqueeze(0)).sum(1)  # (s, n, a, d)
+        return mixed.transpose(0, 1).reshape(n, s * h)
+
+    def output_projection_into(self, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+        """Weight and bias of ``Linear(weight, bias)(concat_s(out_linear(u_s)))`` as one Linear of
+        ``concat_s(u_s)``.
+
+        The output Linear and the block's next Linear have nothing in between, so their product
+        is formed once per call (``S*h^3`` operations) instead of applying both to every item.
+        """
+        h, s = self.hidden, weight.shape[1] // self.hidden
+        per_position = weight.view(-1, s, h)  # (out, s, h)
+        fused_weight = torch.matmul(per_position, self.out_weight).reshape(-1, s * h)
+        fused_bias = bias + per_position.sum(1) @ self.out_bias
+        return fused_weight, fused_bias
+
+
+class MTBlock(nn.Module):
+    """One multi-head graph attention block (GROVER's MTBlock, without its input stage).
+
+    ``heads`` heads each own three message-passing nets (Q, K, V); attention runs across the heads
+    of each item; then Linear(heads*h -> h) and Dropout(LayerNorm(.)). No residual connection.
+    The first block of an encoder branch is preceded by :class:`InputEmbedding`.
+
+    Args:
+        hidden (int): model width ``h``. Default 100.
+        heads (int): number of heads. Default 2.
+        depth (int): message-passing depth of the Q/K/V nets (``depth - 1`` rounds). Default 3.
+        dropout (float): dropout rate everywhere in the block. Default 0.1.
+        activation (str): activation of the message nets. Default ``"prelu"``.
+    """
+
+    def __init__(self, hidden: int = 100, heads: int = 2, depth: int = 3, dropout: float = 0.1,
+                 activation: str = "prelu") -> None:
+        super().__init__()
+        # net j = role * heads + head, role 0/1/2 = Q/K/V
+        self.message_nets = MessageNets(hidden, 3 * heads, depth, dropout, activation)
+        self.attention = HeadAttention(hidden, heads, dropout)
+        self.combine = nn.Linear(heads * hidden, hidden)  # the reference's W_o
+        self.norm = nn.LayerNorm(hidden)
+        self.dropout = Dropout(dropout)
+
+    def forward(self, x: Tensor, aggregate: Aggregate) -> Tensor:
+        """``(n, h)`` item states -> ``(n, h)`` new item states."""
+        mixed = self.attention(self.message_nets(x, aggregate))
+        weight, bias = self.attention.output_projection_into(self.combine.weight, self.combine.bias)
+        return self.dropout(self.norm(F.linear(mixed, weight, bias)))
+
+
+class InputEmbedding(nn.Module):
+    """Input stage of an encoder branch: Linear(in -> h) plus positional code, then
+    Dropout(LayerNorm(act(.))).
+
+    Args:
+        in_dim (int): input width (39 for atoms, 50 for directed edges).
+        hidden (int): model width ``h``. Default 100.
+        dropout (float): dropout rate. Default 0.1.
+        activation (str): activation name. Default ``"prelu"``.
+    """
+
+    def __init__(self, in_dim: int, hidden: int = 100, dropout: float = 0.1,
+                 activation: str = "prelu") -> None:
+        super().__init__()
+        self.project = nn.Linear(in_dim, hidden)
+        self.act = ActivationDropout(activation, dropout=0.0)
+        self.norm = nn.LayerNorm(hidden)
+        self.dropout = Dropout(dropout)
+
+    def forward(self, features: Tensor, position_code: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Returns the first block's input and the branch's original features (both ``(n, h)``)."""
+        original = self.project(features)
+        if position_code is not None:
+            original = original + position_code
+        return self.dropout(self.norm(self.act(original))), original
+
+
+class PositionwiseFFN(nn.Module):
+    """Linear(d_in -> d_ff), activation, dropout, Linear(d_ff -> d_out).
+
+    Args:
+        d_in (int): input width.
+        d_ff (int): hidden width.
+        d_out (int): output width.
+        dropout (float): dropout after the activation. Default 0.1.
+        activation (str): activation name. Default ``"prelu"``.
+    """
+
+    def __init__(self, d_in: int, d_ff: int, d_out: int, dropout: float = 0.1,
+                 activation: str = "prelu") -> None:
+        super().__init__()
+        self.expand = nn.Linear(d_in, d_ff)
+        self.act = ActivationDropout(activation, dropout)
+        self.contract = nn.Linear(d_ff, d_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.contract(self.act(self.expand(x)))
+
+
+class AggregateToSelf(nn.Module):
+    """Final stage of a branch: neighbour sum of the block outputs, concatenated with the original
+    features, FFN 2h -> 4h -> h, then Dropout(LayerNorm(.)).
+
+    Args:
+        hidden (int): model width ``h``. Default 100.
+        dropout (float): dropout rate. Default 0.1.
+        activation (str): activation name. Default ``"prelu"``.
+    """
+
+    def __init__(self, hidden: int = 100, dropout: float = 0.1, activation: str = "prelu") -> None:
+        super().__init__()
+        self.ffn = PositionwiseFFN(2 * hidden, 4 * hidden, hidden, dropout, activation)
+        self.norm = nn.LayerNorm(hidden)
+        self.dropout = Dropout(dropout)
+
+    def forward(self, x: Tensor, original: Tensor, aggregate: Aggregate,
+                rows: Tensor | None = None) -> Tensor:
+        """``(n, h)`` last block output and original features -> ``(n, h)`` outputs.
+
+        With ``rows``, only those items' outputs are computed (the neighbour sum still reads all).
+        """
+        summed = aggregate(x)
+        if rows is not None:
+            original, summed = original.index_select(0, rows), summed.index_select(0, rows)
+        return self.dropout(self.norm(self.ffn(torch.cat([original, summed], dim=1))))
