@@ -1,0 +1,144 @@
+"""Pre-training throughput of BatmanNet on CPU: forward + backward + Adam step.
+
+Prints, per batch size: molecules/s, analytic FLOPs per molecule (the multiply-adds of every
+matrix product the implementation performs, from the batch's real item counts), the achieved
+FLOP/s and its fraction of a plain torch matmul rate measured in the same run; then the peak RSS.
+
+    python benchmarks/bench_model.py                     # batch 32 and 128, 2 threads
+    python benchmarks/bench_model.py --profile 32        # torch.profiler table of one batch size
+
+The machine may be shared: every figure is the best of ``--repeats`` timed runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+from bbmn.chem.features import ATOM_DIM, EDGE_DIM
+from bbmn.data.graph import featurize_smiles
+from bbmn.data.masking import Masking
+from bbmn.models.batmannet import BatmanNet
+
+DEFAULT_SMILES = Path(__file__).resolve().parents[1] / "tests" / "data" / "zinc_200.smi"
+
+
+def read_smiles(path: Path) -> list[str]:
+    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+
+
+def make_batches(smiles: list[str], batch_size: int, count: int, seed: int = 0) -> list:
+    """``count`` masked batches of ``batch_size`` molecules, cycling through ``smiles``."""
+    arrays = featurize_smiles(smiles)
+    masking = Masking(ratio=0.6, dynamic=True, seed=seed)
+    order = torch.randperm(len(smiles), generator=torch.Generator().manual_seed(seed)).numpy()
+    batches = []
+    for i in range(count):
+        idx = [order[(i * batch_size + j) % len(order)] for j in range(batch_size)]
+        batches.append(masking(arrays.take(idx).to_batch()))
+    return batches
+
+
+def forward_macs(batch, config: dict) -> int:
+    """Multiply-adds of the matrix products of one forward pass on ``batch``."""
+    h, heads, depth = config["hidden"], config["heads"], config["depth"]
+    block = (depth - 1) * 3 * heads * h * h  # message nets
+    block += 3 * heads * h * h  # Q, K, V projections over the heads axis
+    block += heads * h * h  # output projection fused with W_o
+    block += 2 * heads * heads * h  # attention scores and weighted values
+    ffn = 2 * h * 4 * h + 4 * h * h
+    n_atoms, n_edges = batch.num_nodes, batch.edge_index.shape[1]
+    masked_atoms, masked_edges = int(batch.atom_mask.sum()), int(batch.edge_mask.sum())
+    total = 0
+    for n_all, n_masked, in_dim in ((n_atoms, masked_atoms, ATOM_DIM), (n_edges, masked_edges, EDGE_DIM)):
+        n_vis = n_all - n_masked
+        total += n_vis * (in_dim * h + config["encoder_blocks"] * block + ffn)
+        total += n_all * (config["decoder_blocks"] * block + ffn) + n_masked * h * in_dim
+    return total
+
+
+def matmul_rate(n: int, k: int, m: int, repeats: int = 20) -> float:
+    """FLOP/s of a torch matmul of the given shape (best of ``repeats``)."""
+    a, b = torch.randn(n, k), torch.randn(k, m)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n * k * m / best
+
+
+def train_steps(model, optimizer, batches) -> None:
+    for batch in batches:
+        optimizer.zero_grad(set_to_none=True)
+        model.pretrain_loss(batch).total.backward()
+        optimizer.step()
+
+
+def measure(batch_size: int, smiles: list[str], steps: int, repeats: int) -> dict:
+    torch.manual_seed(0)
+    model = BatmanNet()
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-7)
+    batches = make_batches(smiles, batch_size, steps)
+    train_steps(model, optimizer, batches[:2])  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        train_steps(model, optimizer, batches)
+        best = min(best, time.perf_counter() - start)
+    molecules = batch_size * steps
+    macs = sum(forward_macs(b, model.config) for b in batches)
+    return {"mol_per_s": molecules / best, "fwd_flop_per_mol": 2 * macs / molecules,
+            "train_flop_per_s": 3 * 2 * macs / best}
+
+
+def profile(batch_size: int, smiles: list[str], steps: int) -> None:
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    model = BatmanNet()
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
+    batches = make_batches(smiles, batch_size, steps)
+    train_steps(model, optimizer, batches[:2])
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        train_steps(model, optimizer, batches)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--molecules", type=int, default=1024, help="molecules per timed run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--smiles", type=Path, default=DEFAULT_SMILES)
+    parser.add_argument("--profile", type=int, metavar="BATCH_SIZE")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    smiles = read_smiles(args.smiles)
+    if args.profile:
+        profile(args.profile, smiles, max(1, args.molecules // args.profile))
+        return
+    h = BatmanNet().config["hidden"]
+    peak_big = matmul_rate(1024, 1024, 1024)
+    peak_model = matmul_rate(2048, h, 6 * h)
+    print(f"threads {torch.get_num_threads()}; torch matmul: {peak_big / 1e9:.1f} GFLOP/s at "
+          f"1024^3, {peak_model / 1e9:.1f} GFLOP/s at 2048x{h}x{6 * h} (a message-net product)")
+    for batch_size in args.batch_sizes:
+        r = measure(batch_size, smiles, max(1, args.molecules // batch_size), args.repeats)
+        print(f"batch {batch_size:4d}: {r['mol_per_s']:7.1f} mol/s | "
+              f"{r['fwd_flop_per_mol'] / 1e6:.0f} MFLOP/mol forward, x3 for training | "
+              f"{r['train_flop_per_s'] / 1e9:.1f} GFLOP/s = {r['train_flop_per_s'] / peak_big:.0%} of "
+              f"1024^3 matmul, {r['train_flop_per_s'] / peak_model:.0%} of the message-net shape")
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS {peak_rss:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
