@@ -123,7 +123,7 @@ class BranchDecoder(nn.Module):
         x = position_code
         if self.mask_token is not None:
             x = x.index_add(0, masked, self.mask_token.expand(masked.numel(), -1))
-        x = x.index_add(0, visible, encoded)
+        x = x.index_add(0, visible, encoded.to(x.dtype))  # encoded may be autocast bf16
         original = x
         for block in self.blocks:
             x = block(x, aggregate)
@@ -175,14 +175,20 @@ class BatmanNet(nn.Module):
         super().__init__()
         if positions not in POSITION_MODES:
             raise ValueError(f"unknown positions {positions!r}; expected one of {POSITION_MODES}")
-        self.config = dict(hidden=hidden, heads=heads, depth=depth, encoder_blocks=encoder_blocks,
-                           decoder_blocks=decoder_blocks, dropout=dropout, mask_ratio=mask_ratio,
-                           activation=activation, positions=positions, mask_token=mask_token)
+        self._config = dict(hidden=hidden, heads=heads, depth=depth, encoder_blocks=encoder_blocks,
+                            decoder_blocks=decoder_blocks, dropout=dropout, mask_ratio=mask_ratio,
+                            activation=activation, positions=positions, mask_token=mask_token)
+        self.hidden, self.positions, self.mask_ratio = hidden, positions, mask_ratio
         shared = dict(hidden=hidden, heads=heads, depth=depth, dropout=dropout, activation=activation)
         self.node_encoder = BranchEncoder(ATOM_DIM, blocks=encoder_blocks, **shared)
         self.edge_encoder = BranchEncoder(EDGE_DIM, blocks=encoder_blocks, **shared)
         self.node_decoder = BranchDecoder(ATOM_DIM, blocks=decoder_blocks, mask_token=mask_token, **shared)
         self.edge_decoder = BranchDecoder(EDGE_DIM, blocks=decoder_blocks, mask_token=mask_token, **shared)
+
+    @property
+    def config(self) -> dict:
+        """The constructor arguments (plain values): what a checkpoint stores to rebuild the model."""
+        return dict(self._config)
 
     @classmethod
     def from_config(cls, config: dict) -> BatmanNet:
@@ -200,10 +206,9 @@ class BatmanNet(nn.Module):
             edge_mask: ``(E,)`` bool, True = masked.
         """
         atom_mask, edge_mask = self._masks(batch, atom_mask, edge_mask)
-        hidden, mode = self.config["hidden"], self.config["positions"]
         num_atoms = batch.num_nodes
-        atom_code = positional_code(batch.ptr, hidden, mode)
-        edge_code = positional_code(batch.edge_ptr, hidden, mode)
+        atom_code = positional_code(batch.ptr, self.hidden, self.positions)
+        edge_code = positional_code(batch.edge_ptr, self.hidden, self.positions)
         masked_atoms, masked_edges = atom_mask.nonzero().squeeze(1), edge_mask.nonzero().squeeze(1)
 
         visible_atom_sum, visible_atoms = AtomNeighbourSum.induced(batch.edge_index, ~atom_mask)
@@ -225,7 +230,7 @@ class BatmanNet(nn.Module):
         if atom_mask is None and edge_mask is None:
             if "atom_mask" in batch and "edge_mask" in batch:
                 return batch.atom_mask, batch.edge_mask
-            return random_masks(batch, self.config["mask_ratio"])
+            return random_masks(batch, self.mask_ratio)
         if atom_mask is None or edge_mask is None:
             raise ValueError("give both atom_mask and edge_mask, or neither")
         return atom_mask, edge_mask

@@ -33,8 +33,8 @@ _FIXED_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 
 # ------------------------------------------------------------------------------ dropout, PReLU
 
-def dropout_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | None = None
-                 ) -> Tensor:
+def dropout_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | None = None,
+                 dtype: torch.dtype | None = None) -> Tensor:
     """Float mask for dropout with rate ``p``: 0 for dropped elements, ``1 / keep rate`` elsewhere.
 
     Torch's own CPU dropout draws and converts one random float per element, which made it the
@@ -47,10 +47,10 @@ def dropout_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.de
     n = math.prod(shape)
     dropped = round(p * 65536)
     if dropped >= 65536:
-        return torch.zeros(shape, device=device)
+        return torch.zeros(shape, device=device, dtype=dtype)
     words = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=device)
     uniform16 = words.view(torch.int16)[:n].view(shape)  # uniform on [-32768, 32767]
-    mask = torch.empty(shape, device=device)
+    mask = torch.empty(shape, device=device, dtype=dtype)
     torch.ge(uniform16, dropped - 32768, out=mask)
     return mask.mul_(65536 / (65536 - dropped))
 
@@ -61,7 +61,7 @@ class Dropout(nn.Dropout):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
-        return x * dropout_mask(x.shape, self.p, x.device)
+        return x * dropout_mask(x.shape, self.p, x.device, x.dtype)
 
 
 class _PReLUDropout(torch.autograd.Function):
@@ -74,8 +74,8 @@ class _PReLUDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, slope: Tensor, p: float, training: bool) -> Tensor:
         channels = x.reshape(slope.numel(), -1)
-        y = F.prelu(channels.unsqueeze(0), slope).squeeze(0)
-        mask = dropout_mask(y.shape, p, y.device) if training and p > 0.0 else None
+        y = F.prelu(channels.unsqueeze(0), slope.to(x.dtype)).squeeze(0)
+        mask = dropout_mask(y.shape, p, y.device, y.dtype) if training and p > 0.0 else None
         if mask is not None:
             y.mul_(mask)
         ctx.save_for_backward(channels, slope, mask)
@@ -85,14 +85,14 @@ class _PReLUDropout(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None, None]:
         channels, slope, mask = ctx.saved_tensors
-        grad = grad.reshape(channels.shape)
+        grad = grad.reshape(channels.shape).to(channels.dtype)
         if mask is not None:
             grad = grad * mask
         grad_x = torch.empty_like(channels)
         for c, s in enumerate(slope.tolist()):
             torch.ops.aten.leaky_relu_backward.grad_input(grad[c], channels[c], s, False,
                                                            grad_input=grad_x[c])
-        grad_slope = (grad * channels.clamp(max=0.0)).sum(1)
+        grad_slope = (grad * channels.clamp(max=0.0)).sum(1, dtype=torch.float32).to(slope.dtype)
         return grad_x.view(ctx.input_shape), grad_slope, None, None
 
 
@@ -171,8 +171,11 @@ class MessageNets(nn.Module):
 
     def forward(self, x: Tensor, aggregate: Aggregate) -> Tensor:
         """``(n, h)`` block input -> ``(num_nets, n, h)`` final messages of every net."""
+        n, k, h = x.shape[0], self.num_nets, self.hidden
+        # round 1: one (n, h) x (h, k*h) product for all nets (their inputs are the same)
+        first = F.linear(aggregate(x), self.weight.view(k * h, h), self.bias.view(k * h))
+        m = self.act(first.view(n, k, h).transpose(0, 1))
         weight_t = self.weight.transpose(1, 2)
-        m = self.act(torch.matmul(aggregate(x), weight_t).add_(self.bias))
         for _ in range(self.depth - 2):
             m = self.act(torch.baddbmm(self.bias, aggregate(m), weight_t))
         return m

@@ -214,8 +214,20 @@ def test_encode_runs_the_full_graph_without_positions():
     states = model.encode(batch)
     assert states["atom"].shape == (batch.num_nodes, 100)
     assert states["edge"].shape == (batch.edge_index.shape[1], 100)
-    model.config["positions"] = "batch"  # positions are not used by encode
-    assert torch.equal(model.encode(batch)["atom"], states["atom"])
+    other = BatmanNet(positions="batch").eval()  # positions are not used by encode
+    other.load_state_dict(model.state_dict())
+    assert torch.equal(other.encode(batch)["atom"], states["atom"])
+    assert torch.equal(other.encode(batch)["edge"], states["edge"])
+
+
+def test_bf16_autocast_forward_backward():
+    batch = masked_batch()
+    model = small_model()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model.pretrain_loss(batch)
+    assert torch.isfinite(loss.total)
+    loss.total.backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
 
 
 def test_loss_falls_in_30_steps():
