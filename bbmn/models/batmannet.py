@@ -180,6 +180,9 @@ class BatmanNet(nn.Module):
                             activation=activation, positions=positions, mask_token=mask_token)
         self.hidden, self.positions, self.mask_ratio = hidden, positions, mask_ratio
         shared = dict(hidden=hidden, heads=heads, depth=depth, dropout=dropout, activation=activation)
+        # The reference's GTransEncoder and GTransDecoder each also own a "branch" PReLU per branch
+        # (act_func_node / act_func_edge) that their forward passes never apply; like the rest of
+        # its dead weight they are left out here and counted back in parameter_budget().
         self.node_encoder = BranchEncoder(ATOM_DIM, blocks=encoder_blocks, **shared)
         self.edge_encoder = BranchEncoder(EDGE_DIM, blocks=encoder_blocks, **shared)
         self.node_decoder = BranchDecoder(ATOM_DIM, blocks=decoder_blocks, mask_token=mask_token, **shared)

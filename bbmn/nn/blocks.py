@@ -146,8 +146,9 @@ class MessageNets(nn.Module):
     input layer and no skip connection, as in the reference). Every net owns its ``W`` (h x h, with
     bias, shared by its rounds) and, for PReLU, its own slope.
 
-    The first round's neighbour sum is the same for every net, so it is computed once; every round
-    is then one batched matrix product over the nets.
+    The first round's neighbour sum is the same for every net, so it is computed once and all
+    first rounds are one ``(n, h) x (h, num_nets*h)`` product; later rounds are one batched product
+    over the nets. Messages are kept as one contiguous ``(num_nets, n, h)`` tensor.
 
     Args:
         hidden (int): message width ``h``.
