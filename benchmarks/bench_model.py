@@ -30,11 +30,9 @@ from bbmn.chem.features import ATOM_DIM, EDGE_DIM
 from bbmn.data.graph import featurize_smiles
 from bbmn.data.masking import Masking
 from bbmn.models.batmannet import BatmanNet
+from bbmn.train.runtime import MALLOC_TUNABLES
 
 DEFAULT_SMILES = Path(__file__).resolve().parents[1] / "tests" / "data" / "zinc_200.smi"
-#: keep freed memory (no trimming, no mmap below 32 MiB) and back the heap with huge pages
-MALLOC_TUNABLES = ("glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=33554432:"
-                   "glibc.malloc.trim_threshold=1073741824")
 
 
 def read_smiles(path: Path) -> list[str]:

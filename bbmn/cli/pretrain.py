@@ -65,6 +65,9 @@ def model_config(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bbmn.train.runtime import reexec_with_malloc_tunables
+
+    reexec_with_malloc_tunables()  # ~25% faster steps on CPU; BBMN_PLAIN_MALLOC=1 turns it off
     from bbmn.train.pretrain import PretrainConfig, pretrain
 
     cfg = PretrainConfig(
@@ -76,5 +79,6 @@ def run(args: argparse.Namespace) -> int:
         bf16=args.bf16, threads=args.threads, log_every=args.log_every,
         checkpoint_every=args.checkpoint_every, deterministic=args.deterministic)
     summary = pretrain(args.cache, args.out, cfg, args.tracking_parent, args.tracking_required)
-    print(json.dumps({k: v for k, v in summary.items() if k != "final"}))
+    if summary["rank"] == 0:  # one summary line per run, not per data-parallel rank
+        print(json.dumps({k: v for k, v in summary.items() if k not in ("final", "rank")}))
     return 0 if summary["ended"] != "signal" else 3

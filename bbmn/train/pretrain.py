@@ -226,7 +226,8 @@ def pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig = Pret
 
     model = BatmanNet(**{"mask_ratio": cfg.mask_ratio, **cfg.model}).to(ctx.device)
     n_params = count_parameters(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.init_lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.init_lr, weight_decay=cfg.weight_decay,
+                                 fused=True)
     schedule = NoamSchedule(optimizer, warmup, total_steps, cfg.init_lr, cfg.max_lr, cfg.final_lr)
     train_model = model
     if ctx.distributed:
@@ -302,7 +303,7 @@ def pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig = Pret
                 if step % cfg.log_every == 0:
                     rate = train_molecules / max(train_seconds, 1e-9)
                     progress.set_postfix(loss=f"{np.mean(losses[-cfg.log_every:]):.3f}", mol_s=f"{rate:.0f}")
-                    if not progress.enabled_display:
+                    if ctx.is_main and not progress.enabled_display:
                         log.info("epoch %d step %d loss %.4f lr %.2e %.0f mol/s", epoch + 1, step,
                                  np.mean(losses[-cfg.log_every:]), schedule.get_last_lr()[0], rate)
                 out_of_time = bool(cfg.max_minutes) and (now - started) / 60 >= cfg.max_minutes
@@ -345,6 +346,7 @@ def pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig = Pret
             "total_steps": total_steps, "batch_size": cfg.batch_size, "world_size": ctx.world_size,
             "molecules_per_s": round(train_molecules / max(train_seconds, 1e-9), 1),
             "peak_rss_mb": round(peak_rss_mb(), 1), "device": str(ctx.device), "ended": ended,
+            "rank": ctx.rank,
             "weights_digests": digests, "final": history[-1] if history else {},
         }
         if ctx.is_main:
