@@ -21,12 +21,9 @@ DATA = f"{RESULTS}/data"
 LOGS = f"{RESULTS}/logs"
 SPLIT = config["split"]
 SEEDS = SPLIT["seeds"]
-
-
-wildcard_constraints:
-    name="[A-Za-z0-9][A-Za-z0-9_-]*",
-    seed=r"\d+",
-    method="balanced_scaffold|scaffold|random",
+PRETRAIN = config["pretrain"]
+TRACKING = config["tracking"]
+TRACKING_RECORD = f"{RESULTS}/tracking/parent_run.json"
 
 
 def registry_entry(name):
@@ -89,6 +86,78 @@ def split_path(name, seed, method=None):
     return f"{DATA}/splits/{name}/{method or SPLIT['method']}/seed{seed}.json"
 
 
+def pretrain_args():
+    """bbmn pretrain options from the `pretrain` section; passed as params, so a change reruns."""
+    p = PRETRAIN
+    args = [
+        "--batch-size",
+        p["batch_size"],
+        "--epochs",
+        p["epochs"],
+        "--max-steps",
+        p["max_steps"],
+        "--max-minutes",
+        p["max_minutes"],
+        "--val-batches",
+        p["val_batches"],
+        "--seed",
+        p["seed"],
+        "--init-lr",
+        p["init_lr"],
+        "--max-lr",
+        p["max_lr"],
+        "--final-lr",
+        p["final_lr"],
+        "--warmup-epochs",
+        p["warmup_epochs"],
+        "--weight-decay",
+        p["weight_decay"],
+        "--mask-ratio",
+        p["mask_ratio"],
+        "--device",
+        p["device"],
+        "--threads",
+        max(1, p["threads"] // p["nproc"]),
+    ]
+    for key, value in p["model"].items():
+        args += [f"--{key.replace('_', '-')}", value]
+    if not p["dynamic_mask"]:
+        args.append("--static-mask")
+    if p["bf16"]:
+        args.append("--bf16")
+    if TRACKING["required"]:
+        args.append("--tracking-required")
+    return shlex.join(str(a) for a in args)
+
+
+def tracking_init_args():
+    args = [
+        "--experiment",
+        TRACKING["experiment"],
+        "--tag",
+        f"preset={config['preset']}",
+    ]
+    if TRACKING["uri"]:
+        args += ["--uri", TRACKING["uri"]]
+    if TRACKING["required"]:
+        args.append("--required")
+    return shlex.join(args)
+
+
+def pretrain_launcher():
+    """`bbmn`, or `torchrun ... bbmn` for data-parallel pre-training over `nproc` processes."""
+    if PRETRAIN["nproc"] == 1:
+        return "bbmn"
+    return (
+        f"torchrun --standalone --nproc_per_node {PRETRAIN['nproc']} $(command -v bbmn)"
+    )
+
+
+def pretrain_runtime_minutes():
+    """A cluster time limit for pre-training: generous for a budgeted run, a day for the paper's."""
+    return 24 * 60 if PRETRAIN["max_steps"] == 0 else 240
+
+
 def all_targets():
     """Caches and splits of the datasets to prepare, descriptors of the ones this run trains
     on, and the cache of the pre-training corpus."""
@@ -99,5 +168,5 @@ def all_targets():
         targets.append(f"{DATA}/cache/{name}.parquet")
         targets += [split_path(name, seed) for seed in SEEDS]
     targets += [f"{DATA}/descriptors/{name}.parquet" for name in run["datasets"]]
-    targets.append(f"{DATA}/cache/{run['corpus']}.parquet")
+    targets.append(f"{RESULTS}/pretrain/{run['corpus']}/model.pt")
     return targets

@@ -58,7 +58,8 @@ class PretrainConfig:
         val_batches: validate on at most this many batches (0 = the whole validation part).
         seed: seeds the split, the batch order, the masks and the initialization.
         init_lr, max_lr, final_lr: the Noam schedule's three learning rates.
-        warmup_epochs: length of the linear warm-up, in epochs.
+        warmup_epochs: length of the linear warm-up, in epochs (with a step budget, the same
+            share of the budgeted run: ``total_steps * warmup_epochs / epochs``).
         weight_decay: Adam's weight decay.
         mask_ratio: fraction of atoms and of directed edges masked per molecule.
         dynamic_mask: new masks every epoch (True) or the same mask every epoch (the reference).
@@ -222,7 +223,8 @@ def pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig = Pret
     total_steps = cfg.epochs * steps_per_epoch
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
-    warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total_steps)
+    # the spec's 1 of 16 epochs; a step budget shrinks the warm-up in proportion
+    warmup = min(int(round(total_steps * cfg.warmup_epochs / cfg.epochs)), total_steps)
 
     model = BatmanNet(**{"mask_ratio": cfg.mask_ratio, **cfg.model}).to(ctx.device)
     n_params = count_parameters(model)

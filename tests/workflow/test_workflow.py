@@ -50,6 +50,23 @@ def test_tiny_workflow_builds_the_data(tiny_run):
 
 
 @pytest.mark.slow
+def test_tiny_workflow_pretrains_and_tracks(tiny_run):
+    summary = json.loads((tiny_run / "results" / "pretrain" / "zinc200" / "summary.json").read_text())
+    assert summary["steps"] == 20 and summary["ended"] == "done" and summary["params"] == 2_442_191
+    assert (tiny_run / "results" / "pretrain" / "zinc200" / "model.pt").is_file()
+    from mlflow.tracking import MlflowClient
+
+    record = json.loads((tiny_run / "results" / "tracking" / "parent_run.json").read_text())
+    client = MlflowClient(f"sqlite:///{tiny_run / 'mlflow.db'}")
+    parent = client.get_run(record["parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.tags["preset"] == "tiny"
+    children = client.search_runs([record["experiment_id"]],
+                                  f"tags.mlflow.parentRunId = '{record['parent_run_id']}'")
+    assert [c.data.tags["stage"] for c in children] == ["pretrain"]
+    assert children[0].data.metrics["val_loss"] > 0
+
+
+@pytest.mark.slow
 def test_nothing_reruns_and_a_param_change_reruns(tiny_run):
     assert "Nothing to be done" in snakemake(tiny_run, "-n").stdout
     changed = snakemake(tiny_run, "-n", "--config", "preset=tiny", "split={sizes: [0.7, 0.15, 0.15]}")

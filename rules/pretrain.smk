@@ -1,0 +1,25 @@
+# Masked pre-training on the run's corpus.
+
+
+rule pretrain:
+    input:
+        cache=f"{DATA}/cache/{{corpus}}.parquet",
+    output:
+        model=f"{RESULTS}/pretrain/{{corpus}}/model.pt",
+        summary=f"{RESULTS}/pretrain/{{corpus}}/summary.json",
+    log:
+        f"{LOGS}/pretrain/{{corpus}}.log",
+    conda:
+        "../envs/train.yaml"
+    threads: config["pretrain"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=pretrain_runtime_minutes(),
+        gpu=0,
+    params:
+        launcher=pretrain_launcher(),
+        options=pretrain_args(),
+        tracking=TRACKING_RECORD,
+    shell:
+        "{params.launcher} pretrain {input.cache} --out $(dirname {output.model})"
+        " {params.options} --tracking-parent {params.tracking} > {log} 2>&1"
