@@ -17,7 +17,8 @@ from bbmn import __version__
 from bbmn.errors import BbmnError
 
 #: Subcommands in the order of the pipeline; each is the module ``bbmn.cli.<name>``.
-COMMANDS = ("fetch", "clean", "featurize", "descriptors", "split", "pretrain", "track", "bench")
+COMMANDS = ("fetch", "clean", "featurize", "descriptors", "split", "pretrain", "table", "track",
+            "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,286 @@
+"""The paper's tables from the metric files in ``results/`` (never from MLflow).
+
+Every fine-tuning or baseline run writes a ``metrics.json`` (dataset, seed, row id and label,
+metric, test score per task). This module groups them by table row and dataset, reports
+mean (population std) over seeds, adds the published reference rows of spec section 11 and the
+differences to them, and writes each table as CSV, Markdown and LaTeX, plus a per-task file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bbmn.errors import BbmnError
+from bbmn.eval.reference import (BATMANNET_PAPER_CLASSIFICATION_MEAN, CLASSIFICATION_ORDER,
+                                 DISPLAY_NAMES, REFERENCE_ROWS, REGRESSION_ORDER)
+from bbmn.io import atomic_path
+
+#: Rows of our own runs, in the order the tables list them (others follow alphabetically).
+ROW_ORDER = ("batmannet_pretrained", "batmannet_scratch", "ecfp_rf", "chemprop")
+REQUIRED = ("dataset", "seed", "row", "label", "metric", "test")
+
+
+@dataclass
+class RunResult:
+    """One run's test score, as read from its metrics.json."""
+
+    dataset: str
+    seed: int
+    row: str
+    label: str
+    metric: str
+    value: float
+    tasks: list[str]
+    per_task: list[float | None]
+    split_method: str
+    path: str
+
+
+@dataclass
+class Cell:
+    """Mean (population std) of one row on one dataset, over its seeds."""
+
+    values: list[float]
+    seeds: list[int] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values)) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.values)) if self.values else math.nan  # population std (ddof 0)
+
+
+def load_results(paths: Iterable[str | Path]) -> list[RunResult]:
+    """Read metric files; a malformed one is a clear error naming the file."""
+    results = []
+    for path in paths:
+        try:
+            m = json.loads(Path(path).read_text())
+            missing = [k for k in REQUIRED if k not in m]
+            if missing:
+                raise ValueError(f"missing keys {missing}")
+            test = m["test"]
+            results.append(RunResult(
+                dataset=m["dataset"], seed=int(m["seed"]), row=m["row"], label=m["label"],
+                metric=m["metric"], value=float(test["value"]), tasks=list(m.get("tasks", [])),
+                per_task=list(test.get("per_task", [])),
+                split_method=(m.get("split") or {}).get("method", "unknown"), path=str(path)))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise BbmnError(f"cannot read metric file {path}: {exc}") from None
+    return results
+
+
+def _check_consistent(results: Sequence[RunResult]) -> tuple[str, list[int]]:
+    methods = {r.split_method for r in results}
+    if len(methods) > 1:
+        raise BbmnError(f"metric files mix split protocols {sorted(methods)}; tables compare one protocol")
+    for dataset in {r.dataset for r in results}:
+        metrics = {r.metric for r in results if r.dataset == dataset}
+        if len(metrics) > 1:
+            raise BbmnError(f"dataset {dataset} is scored with several metrics: {sorted(metrics)}")
+    seen: set = set()
+    for r in results:
+        key = (r.row, r.dataset, r.seed)
+        if key in seen:
+            raise BbmnError(f"two metric files for {r.row} on {r.dataset} seed {r.seed}")
+        seen.add(key)
+    return methods.pop(), sorted({r.seed for r in results})
+
+
+def _fmt(value: float, dataset: str | None = None) -> str:
+    """Three decimals, as the paper prints; QM7's MAE (tens) one, QM8's (hundredths) four."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    decimals = {"qm7": 1, "qm8": 4}.get(dataset or "", 3)
+    return f"{value:.{decimals}f}"
+
+
+def _signed(value: float, dataset: str | None) -> str:
+    text = _fmt(value, dataset)
+    return text if text.startswith(("-", "–")) else f"+{text}"
+
+
+def _row_sort_key(row: str) -> tuple:
+    return (ROW_ORDER.index(row), row) if row in ROW_ORDER else (len(ROW_ORDER), row)
+
+
+def build_table(results: Sequence[RunResult], order: Sequence[str], with_mean: bool) -> pd.DataFrame:
+    """One table (classification or regression) as a tidy frame, one line per row and dataset.
+
+    Columns: kind (result / reference / difference), row, label, dataset, metric, mean, std,
+    n_seeds, text (what the rendered cell shows).
+    """
+    datasets = [d for d in order if any(r.dataset == d for r in results)]
+    if not datasets:
+        return pd.DataFrame()
+    cells: dict[tuple[str, str], Cell] = defaultdict(lambda: Cell([]))
+    labels: dict[str, str] = {}
+    metric_of: dict[str, str] = {}
+    for r in results:
+        if r.dataset in datasets:
+            cells[(r.row, r.dataset)].values.append(r.value)
+            cells[(r.row, r.dataset)].seeds.append(r.seed)
+            labels[r.row] = r.label
+            metric_of[r.dataset] = r.metric
+    ours = sorted(labels, key=_row_sort_key)
+    lines = []
+
+    def add(kind: str, row: str, label: str, values: dict[str, tuple[float, float, int]]) -> None:
+        for d in datasets:
+            mean, std, n = values.get(d, (math.nan, math.nan, 0))
+            text = (_signed(mean, d) if kind == "difference" else
+                    (f"{_fmt(mean, d)} ({_fmt(std, d)})" if n else "–"))
+            lines.append(dict(kind=kind, row=row, label=label, dataset=d, metric=metric_of[d],
+                              mean=mean, std=std, n_seeds=n, text=text))
+        if with_mean:
+            means = [values[d][0] for d in datasets if d in values and not math.isnan(values[d][0])]
+            mean = float(np.mean(means)) if len(means) == len(datasets) else math.nan
+            text = _signed(mean, None) if kind == "difference" else _fmt(mean, None)
+            lines.append(dict(kind=kind, row=row, label=label, dataset="mean", metric="mean",
+                              mean=mean, std=math.nan, n_seeds=0, text=text))
+
+    ours_values = {row: {d: (cells[(row, d)].mean, cells[(row, d)].std, len(cells[(row, d)].values))
+                         for d in datasets if (row, d) in cells} for row in ours}
+    for row in ours:
+        add("result", row, labels[row], ours_values[row])
+    for ref, numbers in REFERENCE_ROWS.items():
+        add("reference", ref, ref, {d: (*numbers[d], 3) for d in datasets if d in numbers})
+    for row in ours:
+        for ref, numbers in REFERENCE_ROWS.items():
+            diff = {d: (ours_values[row][d][0] - numbers[d][0], math.nan, 1)
+                    for d in datasets if d in ours_values[row] and d in numbers}
+            add("difference", f"{row}-vs-{ref.split(' ')[0]}", f"{labels[row]} − {ref.split(' ')[0]}", diff)
+    if "batmannet_pretrained" in ours_values and "batmannet_scratch" in ours_values:
+        a, b = ours_values["batmannet_pretrained"], ours_values["batmannet_scratch"]
+        diff = {d: (a[d][0] - b[d][0], math.nan, 1) for d in datasets if d in a and d in b}
+        add("difference", "pretrained-vs-scratch", "pre-trained − scratch", diff)
+    return pd.DataFrame(lines)
+
+
+def _wide(frame: pd.DataFrame) -> pd.DataFrame:
+    wide = frame.pivot_table(index=["kind", "row", "label"], columns="dataset", values="text",
+                             aggfunc="first", sort=False)
+    columns = [c for c in list(CLASSIFICATION_ORDER) + list(REGRESSION_ORDER) + ["mean"] if c in wide.columns]
+    wide = wide[columns].reset_index()
+    order = {"result": 0, "reference": 1, "difference": 2}
+    wide["_k"] = wide["kind"].map(order)
+    return wide.sort_values("_k", kind="stable").drop(columns="_k")
+
+
+def _headers(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+    metric = frame.drop_duplicates("dataset").set_index("dataset")["metric"]
+    names = []
+    for c in columns:
+        if c == "mean":
+            names.append("Mean")
+        else:
+            unit = {"roc_auc": "ROC-AUC", "rmse": "RMSE", "mae": "MAE"}[metric[c]]
+            names.append(f"{DISPLAY_NAMES.get(c, c)} ({unit})")
+    return names
+
+
+def render_markdown(frame: pd.DataFrame, caption: str) -> str:
+    wide = _wide(frame)
+    columns = [c for c in wide.columns if c not in ("kind", "row", "label")]
+    headers = ["Model", *_headers(frame, columns)]
+    lines = [f"**{caption}**", "", "| " + " | ".join(headers) + " |",
+             "|" + "|".join(["---"] + [":-:"] * len(columns)) + "|"]
+    previous = None
+    for _, r in wide.iterrows():
+        if previous is not None and r["kind"] != previous:
+            lines.append("| " + " | ".join([f"*{r['kind']}s*"] + [""] * len(columns)) + " |")
+        previous = r["kind"]
+        lines.append("| " + " | ".join([r["label"]] + [str(r[c]) for c in columns]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_latex(frame: pd.DataFrame, caption: str) -> str:
+    wide = _wide(frame)
+    columns = [c for c in wide.columns if c not in ("kind", "row", "label")]
+    headers = ["Model", *_headers(frame, columns)]
+
+    def esc(text: str) -> str:
+        return (str(text).replace("\\", "\\textbackslash{}").replace("&", "\\&").replace("%", "\\%")
+                .replace("_", "\\_").replace("−", "$-$").replace("–", "--"))
+
+    lines = ["\\begin{table}[ht]", "\\centering", f"\\caption{{{esc(caption)}}}",
+             "\\begin{tabular}{l" + "c" * len(columns) + "}", "\\toprule",
+             " & ".join(esc(h) for h in headers) + " \\\\", "\\midrule"]
+    previous = None
+    for _, r in wide.iterrows():
+        if previous is not None and r["kind"] != previous:
+            lines.append("\\midrule")
+        previous = r["kind"]
+        lines.append(" & ".join([esc(r["label"])] + [esc(r[c]) for c in columns]) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def per_task_table(results: Sequence[RunResult]) -> pd.DataFrame:
+    """Every task's score: one line per (dataset, row, task) with mean, std and each seed's value."""
+    values: dict[tuple[str, str, str], dict[int, float | None]] = defaultdict(dict)
+    for r in results:
+        for task, v in zip(r.tasks, r.per_task):
+            values[(r.dataset, r.row, task)][r.seed] = v
+    lines = []
+    for (dataset, row, task), by_seed in sorted(values.items()):
+        scored = [v for v in by_seed.values() if v is not None]
+        lines.append({"dataset": dataset, "row": row, "task": task,
+                      "mean": float(np.mean(scored)) if scored else math.nan,
+                      "std": float(np.std(scored)) if scored else math.nan,
+                      "n_seeds": len(scored), "skipped_seeds": len(by_seed) - len(scored),
+                      **{f"seed{s}": v for s, v in sorted(by_seed.items())}})
+    return pd.DataFrame(lines)
+
+
+def caption(kind: str, protocol: str, seeds: Sequence[int]) -> str:
+    split = {"balanced_scaffold": "balanced scaffold split (GROVER's, 8:1:1)",
+             "scaffold": "deterministic scaffold split (Hu et al., 8:1:1)",
+             "random": "random split (8:1:1)"}.get(protocol, protocol)
+    metric = "ROC-AUC, higher is better" if kind == "classification" else "RMSE / MAE, lower is better"
+    text = (f"{kind.capitalize()} ({metric}) on the {split}; mean (population std) over seeds "
+            f"{', '.join(map(str, seeds))}, each seed its own split and training; test score of the "
+            f"epoch with the best validation score (early stop after 30 epochs without improvement). "
+            f"Reference rows are published numbers (spec section 11); differences are "
+            f"our mean minus the reference mean; means are over the datasets shown.")
+    if kind == "classification":
+        text += (f" The BatmanNet paper reports a mean of about {BATMANNET_PAPER_CLASSIFICATION_MEAN}"
+                 " over all six classification sets.")
+    return text
+
+
+def write_tables(metric_files: Iterable[str | Path], out_dir: str | Path) -> dict[str, str]:
+    """Build and write every table; return ``{name: path}`` of the files written."""
+    results = load_results(metric_files)
+    if not results:
+        raise BbmnError("no metric files given")
+    protocol, seeds = _check_consistent(results)
+    out_dir = Path(out_dir)
+    written: dict[str, str] = {}
+    for kind, order, with_mean in (("classification", CLASSIFICATION_ORDER, True),
+                                   ("regression", REGRESSION_ORDER, False)):
+        frame = build_table(results, order, with_mean)
+        text = caption(kind, protocol, seeds)
+        for suffix, content in (("csv", frame.to_csv(index=False) if not frame.empty else ""),
+                                ("md", render_markdown(frame, text) if not frame.empty else
+                                 f"**{text}**\n\nNo {kind} datasets in this run.\n"),
+                                ("tex", render_latex(frame, text) if not frame.empty else "")):
+            path = out_dir / f"{kind}.{suffix}"
+            with atomic_path(path) as tmp:
+                tmp.write_text(content)
+            written[f"{kind}.{suffix}"] = str(path)
+    per_task = per_task_table(results)
+    with atomic_path(out_dir / "per_task.csv") as tmp:
+        per_task.to_csv(tmp, index=False)
+    written["per_task.csv"] = str(out_dir / "per_task.csv")
+    return written

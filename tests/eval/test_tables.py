@@ -1,0 +1,71 @@
+"""Tables: mean and population std over seeds, reference rows and differences, all formats."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from bbmn.errors import BbmnError
+from bbmn.eval.tables import write_tables
+
+
+def metric_file(tmp_path, dataset, seed, row, value, metric="roc_auc", tasks=("t",), per_task=None,
+                method="balanced_scaffold"):
+    label = {"batmannet_pretrained": "BatmanNet (pre-trained)", "batmannet_scratch": "BatmanNet (scratch)"}.get(row, row)
+    path = tmp_path / dataset / row / f"seed{seed}" / "metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "dataset": dataset, "seed": seed, "row": row, "label": label, "metric": metric,
+        "tasks": list(tasks), "split": {"method": method, "seed": seed},
+        "test": {"metric": metric, "value": value, "per_task": per_task or [value], "skipped": {}}}))
+    return path
+
+
+@pytest.fixture
+def files(tmp_path):
+    out = []
+    for seed, (a, b) in enumerate([(0.90, 0.80), (0.92, 0.84), (0.94, 0.82)]):
+        out.append(metric_file(tmp_path, "bbbp", seed, "batmannet_pretrained", a))
+        out.append(metric_file(tmp_path, "bbbp", seed, "batmannet_scratch", b))
+        out.append(metric_file(tmp_path, "bace", seed, "batmannet_pretrained", 0.85, tasks=("x", "y"),
+                               per_task=[0.8, 0.9]))
+        out.append(metric_file(tmp_path, "bace", seed, "batmannet_scratch", 0.80))
+        out.append(metric_file(tmp_path, "esol", seed, "batmannet_pretrained", 1.0 + seed / 10, "rmse"))
+    return out
+
+
+def test_mean_std_and_differences(tmp_path, files):
+    written = write_tables(files, tmp_path / "tables")
+    frame = pd.read_csv(written["classification.csv"])
+    ours = frame[(frame.row == "batmannet_pretrained") & (frame.dataset == "bbbp")].iloc[0]
+    assert ours["mean"] == pytest.approx(0.92) and ours["std"] == pytest.approx((0.0008 / 3) ** 0.5)
+    assert ours["n_seeds"] == 3 and ours["text"] == "0.920 (0.016)"
+    mean = frame[(frame.row == "batmannet_pretrained") & (frame.dataset == "mean")].iloc[0]
+    assert mean["mean"] == pytest.approx((0.92 + 0.85) / 2)
+    # the reference mean is over the same datasets as ours (BBBP and BACE here)
+    ref = frame[(frame.kind == "reference") & frame.row.str.startswith("GROVER-large") & (frame.dataset == "mean")]
+    assert ref["mean"].iloc[0] == pytest.approx((0.940 + 0.894) / 2)
+    diff = frame[(frame.row == "batmannet_pretrained-vs-GROVER-large") & (frame.dataset == "bbbp")].iloc[0]
+    assert diff["mean"] == pytest.approx(0.92 - 0.940) and diff["text"] == "-0.020"
+    gain = frame[(frame.row == "pretrained-vs-scratch") & (frame.dataset == "bbbp")].iloc[0]
+    assert gain["mean"] == pytest.approx(0.92 - 0.82) and gain["text"] == "+0.100"
+    md = (tmp_path / "tables" / "classification.md").read_text()
+    assert "balanced scaffold" in md and "seeds 0, 1, 2" in md and "| BatmanNet (pre-trained) | 0.920 (0.016) |" in md
+    assert "\\begin{tabular}" in (tmp_path / "tables" / "classification.tex").read_text()
+    reg = pd.read_csv(written["regression.csv"])
+    esol = reg[(reg.row == "batmannet_pretrained") & (reg.dataset == "esol")].iloc[0]
+    assert esol["mean"] == pytest.approx(1.1) and "mean" not in set(reg.dataset)
+    per_task = pd.read_csv(written["per_task.csv"])
+    assert per_task[(per_task.dataset == "bace") & (per_task.task == "y")]["mean"].iloc[0] == pytest.approx(0.9)
+
+
+def test_protocol_mix_and_duplicates_are_errors(tmp_path, files):
+    other = metric_file(tmp_path / "o", "bbbp", 0, "batmannet_pretrained", 0.5, method="random")
+    with pytest.raises(BbmnError, match="mix split protocols"):
+        write_tables(files + [other], tmp_path / "t")
+    with pytest.raises(BbmnError, match="two metric files"):
+        write_tables(files + [files[0]], tmp_path / "t")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(BbmnError, match="cannot read metric file"):
+        write_tables([bad], tmp_path / "t")
