@@ -17,8 +17,8 @@ from bbmn import __version__
 from bbmn.errors import BbmnError
 
 #: Subcommands in the order of the pipeline; each is the module ``bbmn.cli.<name>``.
-COMMANDS = ("fetch", "clean", "featurize", "descriptors", "split", "pretrain", "baseline", "table",
-            "track", "bench")
+COMMANDS = ("fetch", "clean", "featurize", "descriptors", "split", "pretrain", "baseline",
+            "finetune", "table", "track", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,438 @@
+"""Fine-tuning on a labelled dataset with GROVER's protocol (spec section 10).
+
+One call of :func:`finetune` trains :class:`~bbmn.models.finetune.BatmanNetFinetune` on the
+training part of a split, keeps the epoch with the best validation metric, stops after
+``patience`` epochs without improvement (or at ``epochs``, or when the time budget runs out),
+and scores that epoch on the test part. It writes into ``out``:
+
+- ``model.pt``: the selected epoch's model with everything needed to score new molecules the way
+  the test part was scored (model config, weights, tasks, task type, descriptor and target
+  scalers);
+- ``metrics.json``: the run's result (the table step reads it; schema in :func:`finetune`);
+- ``predictions.csv``: test part, ``row``, ``smiles``, then per task ``<task>`` (label, empty if
+  missing) and ``<task>_pred`` (probability, or value in the label's units);
+- ``history.jsonl``: one line per epoch; ``config.json``: the effective configuration and what
+  was loaded from the pre-trained checkpoint.
+
+``checkpoints/latest.pt`` is written atomically after every epoch; running the same command
+again after a kill resumes from the last finished epoch and ends with the same result as an
+uninterrupted run (on CPU: batch order, dropout and weights are restored bit for bit). It is
+removed once the outputs are written.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bbmn.bench import peak_rss_mb
+from bbmn.data.labelled import LabelledData, LabelledPart, load_labelled
+from bbmn.errors import BbmnError
+from bbmn.eval.metrics import METRICS, is_better, score
+from bbmn.io import atomic_path, sha256_file, write_json
+from bbmn.models.batmannet import count_parameters
+from bbmn.models.finetune import BatmanNetFinetune, LoadReport, combine_heads
+from bbmn.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from bbmn.train.schedule import NoamSchedule
+from bbmn.train.tracking import Tracker, config_hash
+
+log = logging.getLogger(__name__)
+
+#: model-size keys that a pre-trained checkpoint fixes (its encoders must load)
+ENCODER_KEYS = ("hidden", "heads", "depth", "encoder_blocks", "activation")
+#: metrics that fit each task type
+METRICS_FOR = {"classification": ("roc_auc",), "regression": ("rmse", "mae")}
+LABELS = {"pretrained": "BatmanNet (pre-trained)", "scratch": "BatmanNet (scratch)"}
+
+
+@dataclass
+class FinetuneConfig:
+    """Fine-tuning settings; the defaults are the spec's (section 10).
+
+    Attributes:
+        dataset: the dataset's name (metrics, tags, run name).
+        metric: ``roc_auc`` (classification), ``rmse`` or ``mae`` (regression): selects the
+            epoch on validation and scores the test part.
+        seed: seeds the initialization of fresh weights, the batch order and dropout.
+        epochs: passes over the training part at most.
+        patience: stop after this many epochs without a better validation score.
+        batch_size: molecules per optimizer step.
+        eval_batch_size: molecules per forward pass when scoring (no gradients).
+        init_lr, max_lr, final_lr: Noam schedule: ``init_lr`` -> ``max_lr`` over
+            ``warmup_epochs``, then exponential decay to ``final_lr`` at the last step of
+            ``epochs`` (steps are real optimizer steps).
+        warmup_epochs: length of the linear warm-up, in epochs.
+        weight_decay: Adam's weight decay (GROVER's fine-tuning default, 0).
+        disagreement: weight ``c`` of the MSE between the two heads.
+        max_minutes: end training after this much time (0 = no limit); the best epoch so far
+            is still scored.
+        model: :class:`BatmanNetFinetune` arguments (sizes, dropout). With a pre-trained
+            checkpoint the encoder sizes come from it; a conflicting size is an error.
+        threads: torch intra-op threads (0 = leave torch's default).
+    """
+
+    dataset: str = "dataset"
+    metric: str = "roc_auc"
+    seed: int = 0
+    epochs: int = 100
+    patience: int = 30
+    batch_size: int = 32
+    eval_batch_size: int = 256
+    init_lr: float = 1e-4
+    max_lr: float = 1e-3
+    final_lr: float = 1e-4
+    warmup_epochs: float = 2.0
+    weight_decay: float = 0.0
+    disagreement: float = 0.1
+    max_minutes: float = 0.0
+    model: dict[str, Any] = field(default_factory=dict)
+    threads: int = 0
+
+    def training_keys(self) -> dict:
+        """The settings that change the trained weights (a resumed checkpoint must match them)."""
+        d = asdict(self)
+        for key in ("dataset", "eval_batch_size", "max_minutes", "threads"):
+            d.pop(key)
+        return d
+
+
+def resolve_model_config(model: dict, pretrained: dict | None) -> dict:
+    """The fine-tuning model's sizes: ``model``, with the encoder sizes of ``pretrained``.
+
+    Raises:
+        BbmnError: if ``model`` sets an encoder size that differs from the checkpoint's.
+    """
+    if pretrained is None:
+        return dict(model)
+    conflicts = {k: (model[k], pretrained[k]) for k in ENCODER_KEYS
+                 if k in model and k in pretrained and model[k] != pretrained[k]}
+    if conflicts:
+        text = ", ".join(f"{k}={a} (checkpoint: {b})" for k, (a, b) in conflicts.items())
+        raise BbmnError(f"model sizes conflict with the pre-trained checkpoint: {text}; the "
+                        f"encoder sizes come from the checkpoint, leave them out")
+    return {**model, **{k: pretrained[k] for k in ENCODER_KEYS if k in pretrained}}
+
+
+def _batches(part: LabelledPart, order: np.ndarray, size: int
+             ) -> Iterator[tuple[Any, torch.Tensor, torch.Tensor]]:
+    """(Batch, descriptors, targets) of the molecules ``order``, ``size`` at a time."""
+    for start in range(0, len(order), size):
+        idx = order[start:start + size]
+        yield (part.graphs.take(idx).to_batch(), torch.from_numpy(part.descriptors[idx]),
+               torch.from_numpy(part.targets[idx]))
+
+
+def predict_part(model: BatmanNetFinetune, batches: list) -> tuple[np.ndarray, float]:
+    """Model-space predictions ``(n, T)`` and the mean loss (over present labels) of a part."""
+    was_training = model.training
+    model.eval()
+    preds, loss_sum, count = [], 0.0, 0
+    with torch.no_grad():
+        for batch, descriptors, targets in batches:
+            outputs = model(batch, descriptors)
+            loss = model.loss(outputs, targets)
+            loss_sum += float(loss.total) * loss.count
+            count += loss.count
+            preds.append(combine_heads(outputs, model.task_type).numpy())
+    model.train(was_training)
+    return np.concatenate(preds).astype(np.float64), (loss_sum / count if count else math.nan)
+
+
+@dataclass
+class _State:
+    """Progress of a run: what a checkpoint restores besides weights and optimizer."""
+
+    epoch: int = 0  # epochs finished
+    step: int = 0
+    best_epoch: int = 0
+    best_value: float | None = None
+    best_state: dict | None = None
+    bad_epochs: int = 0
+    history: list = field(default_factory=list)
+    stopped: str | None = None
+    seconds: float = 0.0  # wall time of earlier invocations
+    train_seconds: float = 0.0
+    train_molecules: int = 0
+
+
+def _fingerprint(cfg: FinetuneConfig, model_config: dict, files: list[Path | None]) -> str:
+    return config_hash({**cfg.training_keys(), "model": model_config,
+                        "files": [sha256_file(f) if f is not None else None for f in files]})
+
+
+def _resume(path: Path, fingerprint: str) -> dict | None:
+    if not path.is_file():
+        return None
+    state = load_checkpoint(path)
+    if state.get("fingerprint") != fingerprint:
+        aside = path.with_name(f"latest.{int(time.time())}.stale.pt")
+        path.rename(aside)
+        log.warning("checkpoint %s is from a different configuration or data; moved to %s, "
+                    "starting fresh", path, aside.name)
+        return None
+    return state
+
+
+def _check_metric(metric: str, task_type: str) -> None:
+    if metric not in METRICS:
+        raise BbmnError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+    if metric not in METRICS_FOR[task_type]:
+        raise BbmnError(f"metric {metric} does not fit a {task_type} dataset; use "
+                        f"{' or '.join(METRICS_FOR[task_type])}")
+
+
+def _selection(metric: str, data: LabelledData) -> str:
+    """``val_metric``, or ``val_loss`` when the validation labels cannot give a metric value."""
+    labels = data.val.labels
+    if math.isnan(score(metric, labels, np.zeros_like(labels), data.tasks).value):
+        log.warning("the validation part cannot be scored with %s (every task is one-class or "
+                    "unlabelled there): epochs are selected by validation loss instead", metric)
+        return "val_loss"
+    return "val_metric"
+
+
+def finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out: str | Path,
+             cfg: FinetuneConfig = FinetuneConfig(), checkpoint: str | Path | None = None,
+             tracking_parent: str | Path | None = None, tracking_required: bool = False) -> dict:
+    """Fine-tune on ``cache`` (+ ``descriptors``, ``split``) into ``out``; return the metrics dict.
+
+    Args:
+        cache: graph cache of a labelled dataset (``bbmn featurize``); its metadata gives the
+            tasks and the task type.
+        descriptors: the dataset's descriptors (``bbmn descriptors``).
+        split: a split file (``bbmn split``).
+        out: run directory.
+        cfg: settings.
+        checkpoint: a pre-trained ``model.pt`` (``bbmn pretrain``); None trains from scratch.
+        tracking_parent: the workflow's MLflow parent-run record (``bbmn track init``).
+        tracking_required: fail instead of skipping tracking when the store is unusable.
+
+    Returns:
+        The content of ``metrics.json``: ``dataset``, ``seed``, ``model``, ``init``, ``row``,
+        ``label``, ``metric``, ``task_type``, ``tasks``, ``split`` (path, method, seed, sizes),
+        ``best_epoch``, ``epochs_run``, ``stopped`` (``patience``, ``epochs`` or
+        ``time_budget``), ``selection`` (``val_metric`` or ``val_loss``), ``val`` and ``test``
+        (:class:`~bbmn.eval.metrics.Score` dicts), ``checkpoint`` (path and loaded / fresh
+        tensor counts, None from scratch), ``seconds``, ``molecules_per_s``, ``peak_rss_mb``.
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    data = load_labelled(cache, descriptors, split)
+    _check_metric(cfg.metric, data.task_type)
+    init = "pretrained" if checkpoint is not None else "scratch"
+    pretrained = load_checkpoint(checkpoint) if checkpoint is not None else None
+    model_config = resolve_model_config(cfg.model, pretrained.get("model_config") if pretrained else None)
+    model_config.update(descriptor_dim=data.train.descriptors.shape[1], disagreement=cfg.disagreement)
+
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # fresh weights: the same draws for scratch and pre-trained runs
+    model = BatmanNetFinetune(len(data.tasks), data.task_type, **model_config)
+    report: LoadReport | None = model.load_pretrained(pretrained) if pretrained is not None else None
+    del pretrained
+
+    steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total_steps)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.init_lr, weight_decay=cfg.weight_decay,
+                                 fused=True)
+    schedule = NoamSchedule(optimizer, warmup, total_steps, cfg.init_lr, cfg.max_lr, cfg.final_lr)
+    selection = _selection(cfg.metric, data)
+
+    latest = out / "checkpoints" / "latest.pt"
+    fingerprint = _fingerprint(cfg, model.config, [Path(cache), Path(descriptors), Path(split),
+                                                    Path(checkpoint) if checkpoint else None])
+    st = _State()
+    saved = _resume(latest, fingerprint)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        set_rng_state(saved["rng"])
+        st = _State(**saved["progress"])
+        log.info("resuming from %s: %d epochs done", latest, st.epoch)
+    out.mkdir(parents=True, exist_ok=True)
+    params = {**asdict(cfg), "model": model.config, "init": init, "cache": str(cache),
+              "descriptors": str(descriptors), "split": data.split,
+              "checkpoint": str(checkpoint) if checkpoint else None, "selection": selection,
+              "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+              "warmup_steps": warmup, "parameters": count_parameters(model),
+              "pretrained_weights": report.as_dict() if report else None}
+    write_json(out / "config.json", params)
+    with atomic_path(out / "history.jsonl") as tmp:  # drop lines of an epoch the checkpoint lacks
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in st.history))
+
+    def used_minutes() -> float:  # over all invocations of this run
+        return (st.seconds + time.perf_counter() - resumed_at) / 60
+
+    def out_of_time() -> bool:
+        return bool(cfg.max_minutes) and used_minutes() >= cfg.max_minutes
+
+    val_batches = list(_batches(data.val, np.arange(len(data.val)), cfg.eval_batch_size))
+    tracker = Tracker(f"finetune-{cfg.dataset}-{init}-seed{cfg.seed}",
+                      tags={"stage": "finetune", "dataset": cfg.dataset, "seed": cfg.seed,
+                            "init": init, "metric": cfg.metric},
+                      params={k: v for k, v in params.items() if k != "pretrained_weights"},
+                      parent=tracking_parent, required=tracking_required)
+    resumed_at = started
+    with tracker:
+        while st.stopped is None:
+            epoch_started = time.perf_counter()
+            losses, partial = _train_epoch(model, optimizer, schedule, data.train, cfg, st, out_of_time)
+            record = _validate(model, val_batches, data, cfg, selection, st)
+            record.update(train_loss=float(np.mean(losses)) if losses else math.nan,
+                          lr=schedule.get_last_lr()[0], partial=partial,
+                          seconds=round(time.perf_counter() - epoch_started, 3))
+            st.history.append(record)
+            with open(out / "history.jsonl", "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            tracker.log_metrics({k: v for k, v in record.items() if isinstance(v, float)
+                                 and math.isfinite(v)}, step=st.epoch)
+            log.info("epoch %d/%d: train loss %.4f, val %s %.4f, val loss %.4f, lr %.2e, %.1f s%s",
+                     st.epoch, cfg.epochs, record["train_loss"], cfg.metric,
+                     record[f"val_{cfg.metric}"], record["val_loss"], record["lr"],
+                     record["seconds"], " (best)" if record["improved"] else "")
+            if partial or out_of_time():
+                st.stopped = "time_budget"
+            elif st.bad_epochs >= cfg.patience:
+                st.stopped = "patience"
+            elif st.epoch >= cfg.epochs:
+                st.stopped = "epochs"
+            st.seconds += time.perf_counter() - resumed_at
+            resumed_at = time.perf_counter()
+            save_checkpoint(latest, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                            schedule=schedule.state_dict(), rng=rng_state(), progress=dict(vars(st)),
+                            fingerprint=fingerprint)
+        log.info("stopped (%s) after %d epochs; best epoch %d", st.stopped, st.epoch, st.best_epoch)
+
+        if st.best_state is None:
+            log.warning("no epoch gave a finite validation value (%s): scoring the last epoch", selection)
+            st.best_epoch, st.best_state = st.epoch, model.state_dict()
+        model.load_state_dict(st.best_state)
+        metrics = {
+            "dataset": cfg.dataset, "seed": cfg.seed, "model": "batmannet", "init": init,
+            "row": f"batmannet_{init}", "label": LABELS[init], "metric": cfg.metric,
+            "task_type": data.task_type, "tasks": data.tasks, "split": data.split,
+            "best_epoch": st.best_epoch, "epochs_run": st.epoch, "stopped": st.stopped,
+            "selection": selection,
+            **_score_and_save(model, data, cfg, out, extra=dict(best_epoch=st.best_epoch, init=init)),
+            "checkpoint": ({"path": str(checkpoint), "loaded": len(report.loaded),
+                            "fresh": len(report.fresh)} if report is not None else None),
+            "seconds": round(used_minutes() * 60, 2),
+            "molecules_per_s": round(st.train_molecules / max(st.train_seconds, 1e-9), 1),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+        }
+        write_json(out / "metrics.json", metrics)
+        tracker.log_metrics({f"test_{cfg.metric}": metrics["test"]["value"],
+                             f"best_val_{cfg.metric}": metrics["val"]["value"],
+                             "best_epoch": st.best_epoch, "molecules_per_s": metrics["molecules_per_s"],
+                             "peak_rss_mb": metrics["peak_rss_mb"]}, step=st.epoch)
+        tracker.set_tags({"stopped": st.stopped, "selection": selection})
+        tracker.log_artifact(out / "metrics.json")
+        tracker.log_artifact(out / "predictions.csv")
+    latest.unlink(missing_ok=True)  # the outputs are complete: nothing left to resume
+    if latest.parent.is_dir() and not any(latest.parent.iterdir()):
+        latest.parent.rmdir()
+    return metrics
+
+
+def _train_epoch(model: BatmanNetFinetune, optimizer: torch.optim.Optimizer, schedule: NoamSchedule,
+                 train: LabelledPart, cfg: FinetuneConfig, st: _State,
+                 out_of_time: Callable[[], bool]) -> tuple[list[float], bool]:
+    """One pass over the training part in the epoch's seeded order; the batch losses, and whether
+    the time budget cut the epoch short."""
+    model.train()
+    order = np.random.default_rng([cfg.seed, st.epoch]).permutation(len(train))
+    losses, tick = [], time.perf_counter()
+    for batch, descriptors, targets in _batches(train, order, cfg.batch_size):
+        loss = model.loss(model(batch, descriptors), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.total.backward()
+        optimizer.step()
+        schedule.step()
+        st.step += 1
+        losses.append(loss.total.item())
+        now = time.perf_counter()
+        st.train_seconds += now - tick
+        st.train_molecules += len(targets)
+        tick = now
+        if out_of_time():
+            st.epoch += 1
+            return losses, True
+    st.epoch += 1
+    return losses, False
+
+
+def _validate(model: BatmanNetFinetune, val_batches: list, data: LabelledData, cfg: FinetuneConfig,
+              selection: str, st: _State) -> dict:
+    """Score the validation part, keep the weights if they are the best so far; the epoch's record."""
+    pred, loss = predict_part(model, val_batches)
+    val = score(cfg.metric, data.val.labels, data.to_label_units(pred), data.tasks)
+    if selection == "val_metric":
+        improved = is_better(cfg.metric, val.value, st.best_value)
+        value = val.value
+    else:
+        improved = not math.isnan(loss) and (st.best_value is None or loss < st.best_value)
+        value = loss
+    if improved:
+        st.best_epoch, st.best_value, st.bad_epochs = st.epoch, value, 0
+        st.best_state = copy.deepcopy(model.state_dict())
+    else:
+        st.bad_epochs += 1
+    return {"epoch": st.epoch, "step": st.step, f"val_{cfg.metric}": val.value, "val_loss": loss,
+            "improved": improved}
+
+
+def _score_and_save(model: BatmanNetFinetune, data: LabelledData, cfg: FinetuneConfig, out: Path,
+                    extra: dict) -> dict:
+    """Score the validation and test parts, write ``predictions.csv`` and ``model.pt``; return
+    ``{"val": ..., "test": ...}`` as Score dicts."""
+    scores = {}
+    for name in ("val", "test"):
+        part = data.part(name)
+        pred, _ = predict_part(model, list(_batches(part, np.arange(len(part)), cfg.eval_batch_size)))
+        pred = data.to_label_units(pred)
+        scores[name] = score(cfg.metric, part.labels, pred, data.tasks)
+        for task, why in scores[name].skipped.items():
+            log.warning("%s part: task %s not scored (%s)", name, task, why)
+    write_predictions(out / "predictions.csv", data.test, data.tasks, data.task_type, pred)
+    save_checkpoint(out / "model.pt", kind="batmannet-finetuned", model_config=model.config,
+                    model=model.state_dict(), tasks=data.tasks, task_type=data.task_type,
+                    metric=cfg.metric, descriptor_scaler=data.descriptor_scaler.as_dict(),
+                    target_scaler=data.target_scaler.as_dict() if data.target_scaler else None,
+                    descriptors="RDKit2DNormalized", dataset=cfg.dataset, seed=cfg.seed, **extra)
+    return {name: s.as_dict() for name, s in scores.items()}
+
+
+def write_predictions(path: str | Path, part: LabelledPart, tasks: list[str], task_type: str,
+                      predictions: np.ndarray) -> None:
+    """``row``, ``smiles``, then per task the label (empty if missing) and ``<task>_pred``."""
+    header = ["row", "smiles"] + [c for t in tasks for c in (t, f"{t}_pred")]
+
+    def label(v: float) -> str:
+        if math.isnan(v):
+            return ""
+        return str(int(v)) if task_type == "classification" else repr(float(v))
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for i, (row, smiles) in enumerate(zip(part.rows.tolist(), part.smiles)):
+            cells = [row, smiles]
+            for j in range(len(tasks)):
+                cells += [label(float(part.labels[i, j])), repr(float(predictions[i, j]))]
+            writer.writerow(cells)
