@@ -319,6 +319,10 @@ def pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig = Pret
                 tick = time.perf_counter()
             progress.close()
             finished_epoch = step_in_epoch >= steps_per_epoch
+            if stop.stop:  # a time limit is near: checkpoint now, no validation
+                epoch, skip = (epoch + 1, 0) if finished_epoch else (epoch, step_in_epoch)
+                save(epoch, skip)
+                break
             metrics = validate(model, val_batches, val_masking, ctx, cfg.val_batches, cfg.bf16)
             record = {"epoch": epoch + (1 if finished_epoch else step_in_epoch / steps_per_epoch),
                       "step": step, "train_loss": float(np.mean(losses)) if losses else math.nan,
