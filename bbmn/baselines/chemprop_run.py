@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bbmn.baselines.common import (Dataset, check_metric, load_dataset, part_labels, task_summary,
-                                   write_metrics, write_predictions)
+from bbmn.baselines.common import (Dataset, check_metric, load_dataset, part_labels, start_run,
+                                   task_summary, write_metrics, write_predictions)
 from bbmn.errors import BbmnError
 from bbmn.eval.metrics import score
 from bbmn.io import write_json
@@ -128,7 +128,7 @@ def run_chemprop(clean: str | Path, split: str | Path, out: str | Path, dataset:
     start = time.perf_counter()
     data = load_dataset(clean, split, dataset)
     check_metric(metric, data.task_type)
-    out = Path(out)
+    out = start_run(out)
     work = out / "chemprop"
     shutil.rmtree(work, ignore_errors=True)  # a rerun starts over; chemprop would mix old files in
     work.mkdir(parents=True)
@@ -142,6 +142,8 @@ def run_chemprop(clean: str | Path, split: str | Path, out: str | Path, dataset:
     accelerator = ["--accelerator", ACCELERATORS[device], "--devices", "1", "-n", "0"]
     log_path = work / "chemprop.log"
     model = work / "train" / "model_0" / "best.pt"
+    log.info("chemprop %s seed %d: %d epochs on %d train molecules; its output goes to %s", dataset, seed,
+             epochs, len(data.parts["train"]), log_path)
     _chemprop([["train", "-i", *(str(work / f"{p}.csv") for p in ("train", "val", "test")), "-s", "smiles",
                 "--target-columns", *names, "-t", data.task_type, "-o", str(work / "train"),
                 "--epochs", str(epochs), "--pytorch-seed", str(seed), "--data-seed", str(seed),
@@ -157,6 +159,8 @@ def run_chemprop(clean: str | Path, split: str | Path, out: str | Path, dataset:
     val_score = score(metric, part_labels(data, "val"), val_pred, data.tasks)
     test_score = score(metric, part_labels(data, "test"), test_pred, data.tasks)
     seconds = time.perf_counter() - start
+    log.info("chemprop %s seed %d: validation %s %.4f, test %.4f (%.0f s)", dataset, seed, metric,
+             val_score.value, test_score.value, seconds)
     selected = {"epochs": epochs, "best_epoch": _best_epoch(work / "train"), "monitor": "val_loss"}
     write_predictions(out / "predictions.csv", data, "test", test_pred)
     write_json(out / "config.json", {"model": ROW, "dataset": dataset, "metric": metric, "seed": seed,

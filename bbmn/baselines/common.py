@@ -127,6 +127,14 @@ def write_metrics(path: str | Path, data: Dataset, *, seed: int, model: str, lab
     return record
 
 
+def start_run(out: str | Path) -> Path:
+    """The run directory, without a metrics.json left by an earlier run: a rerun that fails must
+    not leave an old result looking like its own (metrics.json is written last)."""
+    out = Path(out)
+    (out / "metrics.json").unlink(missing_ok=True)
+    return out
+
+
 def part_labels(data: Dataset, part: str) -> np.ndarray:
     """``(n_part, T)`` labels of one part."""
     return data.y[data.parts[part]]

@@ -34,8 +34,8 @@ import numpy as np
 from rdkit import Chem, RDLogger
 from rdkit.Chem import rdFingerprintGenerator
 
-from bbmn.baselines.common import (Dataset, check_metric, load_dataset, part_labels, task_summary,
-                                   write_metrics, write_predictions)
+from bbmn.baselines.common import (Dataset, check_metric, load_dataset, part_labels, start_run,
+                                   task_summary, write_metrics, write_predictions)
 from bbmn.errors import BbmnError
 from bbmn.eval.metrics import Score, is_better, score
 from bbmn.io import write_json
@@ -181,6 +181,7 @@ def run_ecfp_rf(clean: str | Path, split: str | Path, out: str | Path, dataset: 
     grid = cfg.grid()
     if not grid:
         raise BbmnError("the ECFP-RF grid is empty: give at least one max_features and min_samples_leaf")
+    out = start_run(out)
     if fingerprints is None:
         X = morgan_matrix(data.smiles, cfg.radius, cfg.n_bits)
     elif fingerprints.shape != (len(data.smiles), cfg.n_bits):
@@ -203,7 +204,6 @@ def run_ecfp_rf(clean: str | Path, split: str | Path, out: str | Path, dataset: 
     params, val_score, test_pred, constants = best
     test_score: Score = score(metric, y_test, test_pred, data.tasks)
     seconds = time.perf_counter() - start
-    out = Path(out)
     write_predictions(out / "predictions.csv", data, "test", test_pred)
     write_json(out / "config.json", {"model": ROW, "dataset": dataset, "metric": metric, "seed": seed,
                                      "clean": str(clean), "split": str(split), **asdict(cfg),

@@ -174,3 +174,12 @@ def test_refusals(tmp_path, bbbp):
     assert parse_max_features("64") == 64
     with pytest.raises(BbmnError):
         parse_max_features("1.5")
+
+
+def test_a_failed_rerun_leaves_no_old_result(tmp_path, bbbp):
+    clean, split, run, _ = bbbp
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "metrics.json").write_bytes((run / "metrics.json").read_bytes())
+    with pytest.raises(BbmnError, match="do not fit"):
+        run_ecfp_rf(clean, split, tmp_path / "r", "bbbp", "roc_auc", cfg=TINY, fingerprints=np.zeros((3, 2048)))
+    assert not (tmp_path / "r" / "metrics.json").exists()
