@@ -17,7 +17,8 @@ and scores that epoch on the test part. It writes into ``out``:
 ``checkpoints/latest.pt`` is written atomically after every epoch; running the same command
 again after a kill resumes from the last finished epoch and ends with the same result as an
 uninterrupted run (on CPU: batch order, dropout and weights are restored bit for bit). It is
-removed once the outputs are written.
+removed once the outputs are written. A run starts by removing an earlier run's ``metrics.json``,
+``predictions.csv`` and ``model.pt``, so a run that fails leaves no stale result.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ ENCODER_KEYS = ("hidden", "heads", "depth", "encoder_blocks", "activation")
 #: metrics that fit each task type
 METRICS_FOR = {"classification": ("roc_auc",), "regression": ("rmse", "mae")}
 LABELS = {"pretrained": "BatmanNet (pre-trained)", "scratch": "BatmanNet (scratch)"}
+#: the files a finished run leaves (removed when a run starts)
+RESULTS = ("metrics.json", "predictions.csv", "model.pt")
 
 
 @dataclass
@@ -229,6 +232,8 @@ def finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out:
     """
     started = time.perf_counter()
     out = Path(out)
+    for name in RESULTS:  # a run that fails must not leave an earlier run's result behind
+        (out / name).unlink(missing_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     data = load_labelled(cache, descriptors, split)

@@ -194,12 +194,16 @@ def test_time_budget_ends_training_and_still_scores_the_best_epoch(tmp_path, bbb
 
 
 def test_settings_that_cannot_work_are_refused_before_training(tmp_path, bbbp, pretrained):
+    stale = tmp_path / "old" / "metrics.json"
+    stale.parent.mkdir()
+    stale.write_text("{}")
     with pytest.raises(BbmnError, match=r"hidden=64 \(checkpoint: 32\)"):
-        finetune(bbbp["cache"], bbbp["descriptors"], bbbp["split1"], tmp_path / "a",
+        finetune(bbbp["cache"], bbbp["descriptors"], bbbp["split1"], stale.parent,
                  small(model={"hidden": 64}), checkpoint=pretrained)
+    assert not stale.exists()  # a failed run leaves no earlier result behind
     with pytest.raises(BbmnError, match="metric rmse does not fit a classification dataset"):
         finetune(bbbp["cache"], bbbp["descriptors"], bbbp["split1"], tmp_path / "b", small(metric="rmse"))
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not (tmp_path / "b").exists()
     resolved = resolve_model_config({"dropout": 0.2, "hidden": 32},
                                     {"hidden": 32, "heads": 4, "mask_ratio": 0.6})
     assert resolved == {"dropout": 0.2, "hidden": 32, "heads": 4}
