@@ -22,6 +22,8 @@ LOGS = f"{RESULTS}/logs"
 SPLIT = config["split"]
 SEEDS = SPLIT["seeds"]
 PRETRAIN = config["pretrain"]
+FINETUNE = config["finetune"]
+BASELINES = config["baselines"]
 TRACKING = config["tracking"]
 TRACKING_RECORD = f"{RESULTS}/tracking/parent_run.json"
 
@@ -158,6 +160,111 @@ def pretrain_runtime_minutes():
     return 24 * 60 if PRETRAIN["max_steps"] == 0 else 240
 
 
+def pretrained_model():
+    return f"{RESULTS}/pretrain/{config['run']['corpus']}/model.pt"
+
+
+def finetune_args():
+    """bbmn finetune options from the `finetune` section; passed as params, so a change reruns."""
+    f = FINETUNE
+    args = [
+        "--epochs",
+        f["epochs"],
+        "--patience",
+        f["patience"],
+        "--batch-size",
+        f["batch_size"],
+        "--max-minutes",
+        f["max_minutes"],
+        "--init-lr",
+        f["init_lr"],
+        "--max-lr",
+        f["max_lr"],
+        "--final-lr",
+        f["final_lr"],
+        "--warmup-epochs",
+        f["warmup_epochs"],
+        "--weight-decay",
+        f["weight_decay"],
+        "--disagreement",
+        f["disagreement"],
+        "--head-hidden",
+        f["head_hidden"],
+        "--head-dropout",
+        f["head_dropout"],
+        "--dropout",
+        PRETRAIN["model"]["dropout"],
+    ]
+    if TRACKING["required"]:
+        args.append("--tracking-required")
+    return shlex.join(str(a) for a in args)
+
+
+def scratch_args():
+    """A from-scratch run gets the pre-trained model's architecture, so the two rows compare."""
+    m = PRETRAIN["model"]
+    return shlex.join(
+        str(a)
+        for a in [
+            "--hidden",
+            m["hidden"],
+            "--heads",
+            m["heads"],
+            "--depth",
+            m["depth"],
+            "--encoder-blocks",
+            m["encoder_blocks"],
+        ]
+    )
+
+
+def finetune_runtime_minutes():
+    return 60 if FINETUNE["epochs"] <= 10 else 12 * 60
+
+
+def finetune_targets():
+    return [
+        f"{RESULTS}/finetune/{name}/{init}/seed{seed}/metrics.json"
+        for name in config["run"]["datasets"]
+        for init in FINETUNE["inits"]
+        for seed in SEEDS
+    ]
+
+
+def baseline_targets():
+    return [
+        f"{RESULTS}/baselines/{name}/{model}/seed{seed}/metrics.json"
+        for name in config["run"]["datasets"]
+        for model in BASELINES["models"]
+        for seed in SEEDS
+    ]
+
+
+def baseline_args(model):
+    """bbmn baseline options of one model; passed as params, so a change reruns its jobs."""
+    b = BASELINES[model]
+    if model == "ecfp_rf":
+        args = [
+            "--n-estimators",
+            b["n_estimators"],
+            "--max-features",
+            *b["max_features"],
+            "--min-samples-leaf",
+            *b["min_samples_leaf"],
+        ]
+    else:
+        args = ["--epochs", b["epochs"], "--device", b["device"]]
+    if TRACKING["required"]:
+        args.append("--tracking-required")
+    return shlex.join(str(a) for a in args)
+
+
+def baseline_gpus(model):
+    return int(
+        model == "chemprop" and BASELINES["chemprop"]["device"] in ("cuda", "gpu")
+    )
+
+
 def all_targets():
     """Caches and splits of the datasets to prepare, descriptors of the ones this run trains
     on, and the cache of the pre-training corpus."""
@@ -168,5 +275,6 @@ def all_targets():
         targets.append(f"{DATA}/cache/{name}.parquet")
         targets += [split_path(name, seed) for seed in SEEDS]
     targets += [f"{DATA}/descriptors/{name}.parquet" for name in run["datasets"]]
-    targets.append(f"{RESULTS}/pretrain/{run['corpus']}/model.pt")
+    targets.append(pretrained_model())
+    targets.append(f"{RESULTS}/tables/classification.md")
     return targets

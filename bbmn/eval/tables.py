@@ -52,12 +52,17 @@ class Cell:
     seeds: list[int] = field(default_factory=list)
 
     @property
+    def scored(self) -> list[float]:
+        """The seeds' finite scores (a test part with one class only cannot be scored)."""
+        return [v for v in self.values if not math.isnan(v)]
+
+    @property
     def mean(self) -> float:
-        return float(np.mean(self.values)) if self.values else math.nan
+        return float(np.mean(self.scored)) if self.scored else math.nan
 
     @property
     def std(self) -> float:
-        return float(np.std(self.values)) if self.values else math.nan  # population std (ddof 0)
+        return float(np.std(self.scored)) if self.scored else math.nan  # population std (ddof 0)
 
 
 def load_results(paths: Iterable[str | Path]) -> list[RunResult]:
@@ -135,11 +140,14 @@ def build_table(results: Sequence[RunResult], order: Sequence[str], with_mean: b
     ours = sorted(labels, key=_row_sort_key)
     lines = []
 
-    def add(kind: str, row: str, label: str, values: dict[str, tuple[float, float, int]]) -> None:
+    def add(kind: str, row: str, label: str, values: dict[str, tuple[float, float, int]],
+            runs: dict[str, int] | None = None) -> None:
         for d in datasets:
             mean, std, n = values.get(d, (math.nan, math.nan, 0))
             text = (_signed(mean, d) if kind == "difference" else
                     (f"{_fmt(mean, d)} ({_fmt(std, d)})" if n else "–"))
+            if runs and 0 < n < runs.get(d, 0):
+                text += f" [{n}/{runs[d]} seeds]"  # a seed whose test part could not be scored
             lines.append(dict(kind=kind, row=row, label=label, dataset=d, metric=metric_of[d],
                               mean=mean, std=std, n_seeds=n, text=text))
         if with_mean:
@@ -149,10 +157,12 @@ def build_table(results: Sequence[RunResult], order: Sequence[str], with_mean: b
             lines.append(dict(kind=kind, row=row, label=label, dataset="mean", metric="mean",
                               mean=mean, std=math.nan, n_seeds=0, text=text))
 
-    ours_values = {row: {d: (cells[(row, d)].mean, cells[(row, d)].std, len(cells[(row, d)].values))
+    ours_values = {row: {d: (cells[(row, d)].mean, cells[(row, d)].std, len(cells[(row, d)].scored))
                          for d in datasets if (row, d) in cells} for row in ours}
+    seeds_run = {row: {d: len(cells[(row, d)].values) for d in datasets if (row, d) in cells}
+                 for row in ours}
     for row in ours:
-        add("result", row, labels[row], ours_values[row])
+        add("result", row, labels[row], ours_values[row], seeds_run[row])
     for ref, numbers in REFERENCE_ROWS.items():
         add("reference", ref, ref, {d: (*numbers[d], 3) for d in datasets if d in numbers})
     for row in ours:
@@ -252,7 +262,8 @@ def caption(kind: str, protocol: str, seeds: Sequence[int]) -> str:
             f"{', '.join(map(str, seeds))}, each seed its own split and training; test score of the "
             f"epoch with the best validation score (early stop after 30 epochs without improvement). "
             f"Reference rows are published numbers (spec section 11); differences are "
-            f"our mean minus the reference mean; means are over the datasets shown.")
+            f"our mean minus the reference mean; means are over the datasets shown. "
+            f"[k/n seeds]: only k of n seeds could be scored (a test part with one class only).")
     if kind == "classification":
         text += (f" The BatmanNet paper reports a mean of about {BATMANNET_PAPER_CLASSIFICATION_MEAN}"
                  " over all six classification sets.")

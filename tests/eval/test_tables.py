@@ -69,3 +69,13 @@ def test_protocol_mix_and_duplicates_are_errors(tmp_path, files):
     bad.write_text("{}")
     with pytest.raises(BbmnError, match="cannot read metric file"):
         write_tables([bad], tmp_path / "t")
+
+
+def test_an_unscorable_seed_is_left_out_and_marked(tmp_path):
+    files = [metric_file(tmp_path, "bbbp", 0, "batmannet_pretrained", float("nan")),
+             metric_file(tmp_path, "bbbp", 1, "batmannet_pretrained", 0.8),
+             metric_file(tmp_path, "bbbp", 2, "batmannet_pretrained", 0.9)]
+    frame = pd.read_csv(write_tables(files, tmp_path / "t")["classification.csv"])
+    cell = frame[(frame.row == "batmannet_pretrained") & (frame.dataset == "bbbp")].iloc[0]
+    assert cell["mean"] == pytest.approx(0.85) and cell["n_seeds"] == 2
+    assert cell["text"] == "0.850 (0.050) [2/3 seeds]"

@@ -1,12 +1,14 @@
 """End to end: `snakemake --cores 2` with the tiny preset, in a scratch working directory."""
 
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -37,7 +39,7 @@ def tiny_run(tmp_path_factory):
 @pytest.mark.slow
 def test_tiny_workflow_builds_the_data(tiny_run):
     data = tiny_run / "results" / "data"
-    for name, n in (("bbbp", 150), ("esol", 100)):
+    for name, n in (("bbbp", 292), ("esol", 100)):
         summary = json.loads((data / "clean" / f"{name}.summary.json").read_text())
         assert summary["input_rows"] == n and summary["kept"] + summary["rejected"] == n
         assert pq.read_metadata(data / "cache" / f"{name}.parquet").num_rows == summary["kept"]
@@ -62,8 +64,35 @@ def test_tiny_workflow_pretrains_and_tracks(tiny_run):
     assert parent.info.status == "FINISHED" and parent.data.tags["preset"] == "tiny"
     children = client.search_runs([record["experiment_id"]],
                                   f"tags.mlflow.parentRunId = '{record['parent_run_id']}'")
-    assert [c.data.tags["stage"] for c in children] == ["pretrain"]
-    assert children[0].data.metrics["val_loss"] > 0
+    stages = sorted(c.data.tags["stage"] for c in children)
+    # 1 pre-training, 2 datasets x 2 seeds x {pretrained, scratch}, 2 x 2 ECFP-RF, the tables
+    assert stages == ["baseline"] * 4 + ["finetune"] * 8 + ["pretrain", "table"]
+    pretrain_run = next(c for c in children if c.data.tags["stage"] == "pretrain")
+    assert pretrain_run.data.metrics["val_loss"] > 0
+    finetunes = [c for c in children if c.data.tags["stage"] == "finetune"]
+    assert {(c.data.tags["dataset"], c.data.tags["init"]) for c in finetunes} == {
+        (d, i) for d in ("bbbp", "esol") for i in ("pretrained", "scratch")}
+
+
+@pytest.mark.slow
+def test_tiny_workflow_writes_the_tables(tiny_run):
+    tables = tiny_run / "results" / "tables"
+    classification = pd.read_csv(tables / "classification.csv")
+    results = classification[classification.kind == "result"]
+    assert set(results.row) == {"batmannet_pretrained", "batmannet_scratch", "ecfp_rf"}
+    assert set(results.dataset) == {"bbbp", "mean"}
+    bbbp = results[results.dataset == "bbbp"]
+    assert (bbbp.n_seeds == 2).all() and bbbp["mean"].between(0, 1).all() and bbbp["std"].notna().all()
+    assert {"GROVER-base (48M params, 10M mols)", "GROVER-large (100M params)"} <= set(classification.row)
+    assert "pretrained-vs-scratch" in set(classification.row)
+    regression = pd.read_csv(tables / "regression.csv")
+    esol = regression[(regression.kind == "result") & (regression.dataset == "esol")]
+    assert len(esol) == 3 and (esol["mean"] > 0).all() and esol["mean"].map(math.isfinite).all()
+    markdown = (tables / "classification.md").read_text()
+    assert "balanced scaffold" in markdown and "seeds 0, 1" in markdown
+    assert "| BatmanNet (pre-trained) |" in markdown and "| ECFP4 + RF |" in markdown
+    per_task = pd.read_csv(tables / "per_task.csv")
+    assert set(per_task.task) == {"p_np", "logSolubility"}
 
 
 @pytest.mark.slow
