@@ -55,7 +55,11 @@ rule table:
     conda:
         "../envs/train.yaml"
     params:
+        selection=(
+            f"up to {FINETUNE['epochs']} epochs, early stop after {FINETUNE['patience']}"
+            " epochs without improvement"
+        ),
         tracking=TRACKING_RECORD,
     shell:
         "bbmn table {input} --out-dir $(dirname {output.classification_md})"
-        " --tracking-parent {params.tracking} > {log} 2>&1"
+        " --selection '{params.selection}' --tracking-parent {params.tracking} > {log} 2>&1"

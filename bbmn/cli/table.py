@@ -11,6 +11,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("metrics", nargs="+", help="metrics.json files of fine-tuning / baseline runs")
     p.add_argument("--out-dir", required=True, help="directory for the table files")
+    p.add_argument("--selection", help="training budget and stopping rule, for the caption "
+                   "(default: the spec's: up to 100 epochs, early stop after 30 without improvement)")
     p.add_argument("--tracking-parent", help="log the tables as artifacts of this workflow's run")
     p.set_defaults(run=run)
 
@@ -18,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from bbmn.eval.tables import write_tables
 
-    written = write_tables(args.metrics, args.out_dir)
+    written = write_tables(args.metrics, args.out_dir, args.selection)
     if args.tracking_parent:
         from bbmn.train.tracking import Tracker
 

@@ -253,14 +253,14 @@ def per_task_table(results: Sequence[RunResult]) -> pd.DataFrame:
     return pd.DataFrame(lines)
 
 
-def caption(kind: str, protocol: str, seeds: Sequence[int]) -> str:
+def caption(kind: str, protocol: str, seeds: Sequence[int], selection: str | None = None) -> str:
     split = {"balanced_scaffold": "balanced scaffold split (GROVER's, 8:1:1)",
              "scaffold": "deterministic scaffold split (Hu et al., 8:1:1)",
              "random": "random split (8:1:1)"}.get(protocol, protocol)
     metric = "ROC-AUC, higher is better" if kind == "classification" else "RMSE / MAE, lower is better"
     text = (f"{kind.capitalize()} ({metric}) on the {split}; mean (population std) over seeds "
             f"{', '.join(map(str, seeds))}, each seed its own split and training; test score of the "
-            f"epoch with the best validation score (early stop after 30 epochs without improvement). "
+            f"epoch with the best validation score ({selection or 'early stop after 30 epochs without improvement'}). "
             f"Reference rows are published numbers (spec section 11); differences are "
             f"our mean minus the reference mean; means are over the datasets shown. "
             f"[k/n seeds]: only k of n seeds could be scored (a test part with one class only).")
@@ -270,8 +270,13 @@ def caption(kind: str, protocol: str, seeds: Sequence[int]) -> str:
     return text
 
 
-def write_tables(metric_files: Iterable[str | Path], out_dir: str | Path) -> dict[str, str]:
-    """Build and write every table; return ``{name: path}`` of the files written."""
+def write_tables(metric_files: Iterable[str | Path], out_dir: str | Path,
+                 selection: str | None = None) -> dict[str, str]:
+    """Build and write every table; return ``{name: path}`` of the files written.
+
+    ``selection`` describes the training budget and early stopping for the caption (default: the
+    spec's "early stop after 30 epochs without improvement").
+    """
     results = load_results(metric_files)
     if not results:
         raise BbmnError("no metric files given")
@@ -281,7 +286,7 @@ def write_tables(metric_files: Iterable[str | Path], out_dir: str | Path) -> dic
     for kind, order, with_mean in (("classification", CLASSIFICATION_ORDER, True),
                                    ("regression", REGRESSION_ORDER, False)):
         frame = build_table(results, order, with_mean)
-        text = caption(kind, protocol, seeds)
+        text = caption(kind, protocol, seeds, selection)
         for suffix, content in (("csv", frame.to_csv(index=False) if not frame.empty else ""),
                                 ("md", render_markdown(frame, text) if not frame.empty else
                                  f"**{text}**\n\nNo {kind} datasets in this run.\n"),
