@@ -3,6 +3,8 @@ VENV ?= .venv
 PYTHON ?= python3
 CORES ?= 2
 BIN := $(VENV)/bin
+# Rules call `bbmn ...`: the venv's console scripts must be on PATH for snakemake's jobs.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install run test lint clean-results
 

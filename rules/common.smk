@@ -1,5 +1,6 @@
 # Helpers shared by the rules: the validated config, registry lookups, target lists.
 import shlex
+import shutil
 from pathlib import Path
 
 from bbmn.config import prepare_config
@@ -15,6 +16,12 @@ except BbmnError as _error:
     raise WorkflowError(f"bbmn: {_error}") from None
 config.clear()
 config.update(_prepared)
+
+if shutil.which("bbmn") is None:
+    raise WorkflowError(
+        "bbmn: the `bbmn` command is not on PATH; activate the venv first "
+        "(`source .venv/bin/activate`) or run `make run`"
+    )
 
 RESULTS = config["results"]
 DATA = f"{RESULTS}/data"

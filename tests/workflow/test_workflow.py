@@ -23,7 +23,10 @@ def snakemake(workdir, *args, check=True):
            str(workdir), "--cores", "2", *args]
     if "--config" not in args:
         cmd += ["--config", "preset=tiny"]
-    env = {**os.environ, "BBMN_DATA_MIRROR": str(TEST_DATA)}
+    # The rules call `bbmn`: the interpreter's own scripts folder must be on PATH even when the
+    # venv was not activated (CI runs `.venv/bin/python -m pytest`).
+    path = os.pathsep.join([str(SNAKEMAKE.parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "PATH": path, "BBMN_DATA_MIRROR": str(TEST_DATA)}
     return subprocess.run(cmd, capture_output=True, text=True, check=check, env=env)
 
 
