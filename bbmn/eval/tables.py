@@ -214,6 +214,26 @@ def render_markdown(frame: pd.DataFrame, caption: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_html(frame: pd.DataFrame, caption: str) -> str:
+    """The table as an HTML ``<table>`` (caption below it), for the workflow's report."""
+    from html import escape
+
+    wide = _wide(frame)
+    columns = [c for c in wide.columns if c not in ("kind", "row", "label")]
+    headers = ["Model", *_headers(frame, columns)]
+    lines = ["<table>", "<thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in headers) + "</tr></thead>",
+             "<tbody>"]
+    previous = None
+    for _, r in wide.iterrows():
+        if previous is not None and r["kind"] != previous:
+            lines.append(f"<tr class=\"kind\"><td colspan=\"{len(headers)}\">{escape(r['kind'])}s</td></tr>")
+        previous = r["kind"]
+        cells = [r["label"]] + ["–" if pd.isna(r[c]) else str(r[c]) for c in columns]
+        lines.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
+    lines += ["</tbody>", "</table>", f"<p class=\"caption\">{escape(caption)}</p>"]
+    return "\n".join(lines) + "\n"
+
+
 def render_latex(frame: pd.DataFrame, caption: str) -> str:
     wide = _wide(frame)
     columns = [c for c in wide.columns if c not in ("kind", "row", "label")]

@@ -1,0 +1,51 @@
+"""``bbmn plot``: the report's figures from the files in ``results/`` (PNG and SVG, matplotlib).
+
+Each figure is written as ``OUT.png`` and ``OUT.svg`` (``--out`` given with or without the
+suffix); ``tables`` writes one HTML fragment. Nothing is read from MLflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plot", help="figures for the report: pre-training curves, per-dataset bars, ROC",
+                       description=__doc__)
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+    pre = kinds.add_parser("pretrain", help="loss and validation accuracy curves of a pre-training run",
+                           description="Reads history.jsonl (per epoch) and steps.jsonl (logged steps).")
+    pre.add_argument("run_dir", help="pre-training run directory (bbmn pretrain --out)")
+    pre.add_argument("--out", required=True, help="figure path (OUT.png and OUT.svg are written)")
+    pre.add_argument("--title", help="figure title (default: the run directory's name)")
+    cmp_ = kinds.add_parser("comparison", help="per-dataset bars, mean and std over seeds, with the "
+                            "published reference rows", description="Reads the metrics.json files "
+                            "the tables are built from.")
+    cmp_.add_argument("metrics", nargs="+", help="metrics.json of fine-tuning and baseline runs")
+    cmp_.add_argument("--out", required=True, help="figure path (OUT.png and OUT.svg are written)")
+    roc = kinds.add_parser("roc", help="ROC curves of one classification dataset's test predictions",
+                           description="Reads each metrics.json and the predictions.csv beside it.")
+    roc.add_argument("metrics", nargs="+", help="metrics.json of the dataset's runs (any models, seeds)")
+    roc.add_argument("--out", required=True, help="figure path (OUT.png and OUT.svg are written)")
+    tab = kinds.add_parser("tables", help="the tables as one HTML fragment for the report",
+                           description="Reads classification.csv / regression.csv of `bbmn table` "
+                                       "and the caption from the Markdown file beside each.")
+    tab.add_argument("tables", nargs="+", help="table CSV files of `bbmn table`")
+    tab.add_argument("--out", required=True, help="HTML file to write")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bbmn.eval import plots
+
+    if args.kind == "pretrain":
+        written = plots.plot_pretrain(args.run_dir, args.out, args.title)
+    elif args.kind == "comparison":
+        written = plots.plot_comparison(args.metrics, args.out)
+    elif args.kind == "roc":
+        written = plots.plot_roc(args.metrics, args.out)
+    else:
+        written = {"html": plots.write_tables_html(args.tables, args.out)}
+    for fmt, path in written.items():
+        print(f"{fmt}: {path}")
+    return 0

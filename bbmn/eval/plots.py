@@ -1,0 +1,354 @@
+"""The report's figures, from the files in ``results/`` (matplotlib, Agg backend, PNG and SVG).
+
+- :func:`plot_pretrain`: pre-training loss (train every logged step, train and validation per
+  epoch) and the validation reconstruction accuracy of each masked field beside the accuracy of
+  always predicting its most common class (``history.jsonl``, ``steps.jsonl`` of a run directory).
+- :func:`plot_comparison`: one panel per dataset, a bar per model with the population std over
+  seeds as error bar, beside the published reference rows (spec section 11); read from the same
+  ``metrics.json`` files as the tables, with :func:`bbmn.eval.tables.load_results`.
+- :func:`plot_roc`: ROC curves of the test predictions of one classification dataset, one line
+  per model and seed (``predictions.csv`` beside each ``metrics.json``).
+- :func:`write_tables_html`: the table step's CSV files as one HTML fragment for the report.
+
+Every figure is written as ``<out>.png`` and ``<out>.svg``, each atomically.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bbmn.errors import BbmnError
+from bbmn.eval.reference import CLASSIFICATION_ORDER, DISPLAY_NAMES, REFERENCE_ROWS, REGRESSION_ORDER
+from bbmn.eval.tables import ROW_ORDER, Cell, RunResult, load_results, render_html
+from bbmn.io import atomic_path
+
+FORMATS = ("png", "svg")
+UNITS = {"roc_auc": "ROC-AUC (higher is better)", "rmse": "RMSE (lower is better)",
+         "mae": "MAE (lower is better)"}
+#: Colours of our rows (tab10), so one model has one colour in every figure.
+COLOURS = {"batmannet_pretrained": "tab:blue", "batmannet_scratch": "tab:orange",
+           "ecfp_rf": "tab:green", "chemprop": "tab:red"}
+REFERENCE_COLOURS = ("0.45", "0.7")
+
+
+def _pyplot():
+    """pyplot on the Agg backend (no display needed), with a small, readable style."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 110, "font.size": 9,
+                         "axes.spines.top": False, "axes.spines.right": False,
+                         "svg.hashsalt": "bbmn", "svg.fonttype": "none"})
+    return plt
+
+
+def figure_paths(out: str | Path) -> dict[str, Path]:
+    """``{"png": out.png, "svg": out.svg}`` for ``out`` given with or without a suffix."""
+    out = Path(out)
+    base = out.with_suffix("") if out.suffix.lower() in (".png", ".svg") else out
+    return {fmt: base.with_name(f"{base.name}.{fmt}") for fmt in FORMATS}
+
+
+def save_figure(fig, out: str | Path) -> dict[str, str]:
+    """Write ``fig`` as PNG and SVG (atomically, no timestamps in the SVG); close it."""
+    import matplotlib.pyplot as plt
+
+    written = {}
+    for fmt, path in figure_paths(out).items():
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None)
+        written[fmt] = str(path)
+    plt.close(fig)
+    return written
+
+
+def _label(row: str) -> str:
+    return {"batmannet_pretrained": "BatmanNet (pre-trained)", "batmannet_scratch": "BatmanNet (scratch)",
+            "ecfp_rf": "ECFP4 + RF", "chemprop": "chemprop D-MPNN"}.get(row, row)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pre-training curves
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    """Lines of a JSON-lines file, one per step (a resumed run may repeat a step: the last wins)."""
+    if not path.is_file():
+        return []
+    records: dict[float, dict] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            records[float(record["step"])] = record
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BbmnError(f"{path}, line {number}: not a history record ({exc})") from None
+    return [records[k] for k in sorted(records)]
+
+
+def read_pretrain_history(run_dir: str | Path) -> tuple[list[dict], list[dict]]:
+    """``(epochs, steps)`` of a pre-training run directory: ``history.jsonl`` (validation per
+    epoch) and ``steps.jsonl`` (training loss every logged step; absent in older runs)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise BbmnError(f"pre-training run directory {run_dir} does not exist")
+    epochs = _read_jsonl(run_dir / "history.jsonl")
+    steps = _read_jsonl(run_dir / "steps.jsonl")
+    if not epochs and not steps:
+        raise BbmnError(f"{run_dir} has no history.jsonl or steps.jsonl (has `bbmn pretrain` run there?)")
+    return epochs, steps
+
+
+def plot_pretrain(run_dir: str | Path, out: str | Path, title: str | None = None) -> dict[str, str]:
+    """Loss and validation accuracy curves of a pre-training run; returns the files written."""
+    epochs, steps = read_pretrain_history(run_dir)
+    plt = _pyplot()
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    if steps:
+        ax_loss.plot([r["step"] for r in steps], [r["train_loss"] for r in steps], color="tab:blue",
+                     lw=1, marker="." if len(steps) < 30 else None, label="train (logged steps)")
+    if epochs:
+        x = [r["step"] for r in epochs]
+        ax_loss.plot(x, [r.get("train_loss", math.nan) for r in epochs], "s--", color="tab:blue",
+                     ms=5, alpha=0.6, label="train (epoch mean)")
+        ax_loss.plot(x, [r.get("val_loss", math.nan) for r in epochs], "o-", color="tab:red", ms=5,
+                     label="validation")
+    ax_loss.set(xlabel="optimizer step", ylabel="reconstruction loss (sum of cross-entropies)",
+                title="Loss")
+    ax_loss.legend(frameon=False)
+    fields = sorted({k[len("val_acc."):] for r in epochs for k in r if k.startswith("val_acc.")})
+    cmap = plt.get_cmap("tab10")
+    for i, name in enumerate(fields):
+        x = [r["step"] for r in epochs if f"val_acc.{name}" in r]
+        ax_acc.plot(x, [r[f"val_acc.{name}"] for r in epochs if f"val_acc.{name}" in r], "o-",
+                    color=cmap(i % 10), ms=5, label=name)
+        majority = [r.get(f"val_majority.{name}", math.nan) for r in epochs if f"val_acc.{name}" in r]
+        ax_acc.plot(x, majority, ":", marker="_", color=cmap(i % 10), ms=10, alpha=0.8)
+    ax_acc.set(xlabel="optimizer step", ylabel="accuracy on masked items", ylim=(0, 1.02),
+               title="Validation reconstruction (dotted: most common class)")
+    if fields:
+        ax_acc.legend(frameon=False, fontsize=7, ncol=2, loc="lower right")
+    else:
+        ax_acc.text(0.5, 0.5, "no validation yet", ha="center", va="center", transform=ax_acc.transAxes)
+    fig.suptitle(title or f"Pre-training: {Path(run_dir).name}")
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-dataset comparison
+
+
+def _dataset_order(datasets: Iterable[str]) -> list[str]:
+    known = list(CLASSIFICATION_ORDER) + list(REGRESSION_ORDER)
+    return sorted(set(datasets), key=lambda d: (known.index(d) if d in known else len(known), d))
+
+
+def _row_key(row: str) -> tuple:
+    return (ROW_ORDER.index(row), row) if row in ROW_ORDER else (len(ROW_ORDER), row)
+
+
+def comparison_cells(results: Sequence[RunResult]) -> dict[str, dict[str, Cell]]:
+    """``{dataset: {row: Cell}}``: each model's test scores over seeds, per dataset."""
+    cells: dict[str, dict[str, Cell]] = defaultdict(dict)
+    for r in results:
+        cell = cells[r.dataset].setdefault(r.row, Cell([]))
+        cell.values.append(r.value)
+        cell.seeds.append(r.seed)
+    return cells
+
+
+def plot_comparison(metric_files: Sequence[str | Path], out: str | Path) -> dict[str, str]:
+    """Bars of mean test score with population-std error bars, one panel per dataset: our rows
+    (pre-trained, scratch, baselines) and the published reference rows (hatched)."""
+    results = load_results(metric_files)
+    if not results:
+        raise BbmnError("no metric files given")
+    cells = comparison_cells(results)
+    metric_of = {r.dataset: r.metric for r in results}
+    datasets = _dataset_order(cells)
+    plt = _pyplot()
+    ncols = min(len(datasets), 4)
+    nrows = math.ceil(len(datasets) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols + 0.5, 3.4 * nrows), squeeze=False)
+    handles = {}
+    for ax, dataset in zip(axes.flat, datasets):
+        bars = []  # (key, label, mean, std, colour, hatch)
+        for row in sorted(cells[dataset], key=_row_key):
+            cell = cells[dataset][row]
+            bars.append((row, _label(row), cell.mean, cell.std, COLOURS.get(row, "tab:purple"), None,
+                         f"{len(cell.scored)}/{len(cell.values)}"))
+        for i, (ref, numbers) in enumerate(REFERENCE_ROWS.items()):
+            if dataset in numbers:
+                mean, std = numbers[dataset]
+                bars.append((ref, f"{ref} (published)", mean, std, REFERENCE_COLOURS[i % 2], "//", None))
+        x = np.arange(len(bars))
+        for xi, (key, label, mean, std, colour, hatch, seeds) in zip(x, bars):
+            h = ax.bar(xi, 0 if math.isnan(mean) else mean, yerr=None if math.isnan(std) else std,
+                       color=colour, hatch=hatch, edgecolor="white" if hatch else None, capsize=3,
+                       width=0.75, label=label)
+            handles.setdefault(key, h)
+            if math.isnan(mean):
+                ax.text(xi, 0, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
+            elif seeds and seeds.split("/")[0] != seeds.split("/")[1]:
+                ax.text(xi, mean, f"[{seeds}]", ha="center", va="bottom", fontsize=6)
+        ax.set_xticks([])
+        metric = metric_of[dataset]
+        ax.set_title(f"{DISPLAY_NAMES.get(dataset, dataset)}", fontsize=10)
+        ax.set_ylabel(UNITS.get(metric, metric), fontsize=8)
+        if metric == "roc_auc":
+            low = min([b[2] - (0 if math.isnan(b[3]) else b[3]) for b in bars if not math.isnan(b[2])] + [1.0])
+            ax.set_ylim(max(0.0, math.floor(low * 10) / 10 - 0.05), 1.0)
+    for ax in list(axes.flat)[len(datasets):]:
+        ax.set_visible(False)
+    order = sorted(handles, key=lambda k: (k not in ROW_ORDER and k not in COLOURS, _row_key(k)))
+    fig.legend([handles[k] for k in order], [handles[k].get_label() for k in order],
+               loc="lower center", ncol=min(len(order), 3), frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
+    seeds = sorted({r.seed for r in results})
+    fig.suptitle(f"Test scores per dataset: mean and population std over seeds {', '.join(map(str, seeds))}")
+    fig.tight_layout(rect=(0, 0.06 + 0.03 * math.ceil(len(order) / 3), 1, 1))
+    return save_figure(fig, out)
+
+
+# ---------------------------------------------------------------------------------------------
+# ROC curves
+
+
+def read_predictions(metrics_path: str | Path) -> tuple[dict, np.ndarray, np.ndarray]:
+    """``(metrics, labels, scores)`` of a run: its metrics.json and the ``predictions.csv`` beside
+    it, labels and scores ``(n, T)`` with NaN for a missing label."""
+    metrics_path = Path(metrics_path)
+    try:
+        metrics = json.loads(metrics_path.read_text())
+        tasks = list(metrics["tasks"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BbmnError(f"cannot read metric file {metrics_path}: {exc}") from None
+    path = metrics_path.with_name("predictions.csv")
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise BbmnError(f"cannot read {path}: {exc}") from None
+    missing = [c for t in tasks for c in (t, f"{t}_pred") if c not in frame.columns]
+    if missing:
+        raise BbmnError(f"{path} lacks the columns {missing} of the tasks in {metrics_path.name}")
+    try:
+        labels = frame[tasks].to_numpy(dtype=np.float64)
+        scores = frame[[f"{t}_pred" for t in tasks]].to_numpy(dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise BbmnError(f"{path}: labels and predictions must be numbers ({exc})") from None
+    return metrics, labels, scores
+
+
+def pooled_roc(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """ROC over every labelled (molecule, task) pair, tasks pooled (micro average); None when
+    the labels are one class."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    present = ~np.isnan(labels) & ~np.isnan(scores)
+    y, s = labels[present], scores[present]
+    if len(np.unique(y)) < 2:
+        return None
+    fpr, tpr, _ = roc_curve(y, s)
+    return fpr, tpr, float(roc_auc_score(y, s))
+
+
+def plot_roc(metric_files: Sequence[str | Path], out: str | Path) -> dict[str, str]:
+    """ROC curves of the test predictions of one classification dataset: a panel per model, a
+    line per seed; the legend gives each seed's ROC-AUC as the tables score it (mean over tasks)."""
+    runs = defaultdict(list)
+    datasets = set()
+    for path in metric_files:
+        metrics, labels, scores = read_predictions(path)
+        if metrics.get("task_type") != "classification":
+            raise BbmnError(f"{path}: ROC curves need a classification dataset, "
+                            f"not {metrics.get('task_type')}")
+        datasets.add(metrics["dataset"])
+        runs[metrics["row"]].append((int(metrics["seed"]), metrics, labels, scores))
+    if not runs:
+        raise BbmnError("no metric files given")
+    if len(datasets) > 1:
+        raise BbmnError(f"ROC curves of one dataset at a time, got {sorted(datasets)}")
+    dataset = datasets.pop()
+    rows = sorted(runs, key=_row_key)
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(rows), figsize=(3.6 * len(rows), 3.8), squeeze=False)
+    n_tasks = 0
+    for ax, row in zip(axes.flat, rows):
+        colour = COLOURS.get(row, "tab:purple")
+        for k, (seed, metrics, labels, scores) in enumerate(sorted(runs[row], key=lambda r: r[0])):
+            n_tasks = labels.shape[1]
+            curve = pooled_roc(labels, scores)
+            value = metrics.get("test", {}).get("value")
+            auc_text = "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+            if curve is None:
+                ax.plot([], [], label=f"seed {seed}: one class only")
+                continue
+            fpr, tpr, _ = curve
+            ax.plot(fpr, tpr, color=colour, alpha=1.0 - 0.25 * k, lw=1.3,
+                    ls=("-", "--", ":", "-.")[k % 4], label=f"seed {seed}: AUC {auc_text}")
+        ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls=":")
+        ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", aspect="equal",
+               title=_label(row))
+        ax.legend(frameon=False, fontsize=7, loc="lower right")
+    axes.flat[0].set_ylabel("true positive rate")
+    pooled = f", {n_tasks} tasks pooled" if n_tasks > 1 else ""
+    fig.suptitle(f"{DISPLAY_NAMES.get(dataset, dataset)}: ROC of the test predictions{pooled}")
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables as HTML
+
+
+def _caption_of(csv_path: Path) -> str:
+    """The caption the table step wrote as the first line (``**...**``) of the Markdown file."""
+    md = csv_path.with_suffix(".md")
+    if md.is_file():
+        first = md.read_text().splitlines()[:1]
+        if first and first[0].startswith("**"):
+            return first[0].strip("*")
+    return csv_path.stem.capitalize()
+
+
+def write_tables_html(table_csvs: Sequence[str | Path], out: str | Path) -> str:
+    """The tables (``classification.csv``, ``regression.csv`` of ``bbmn table``) as one HTML
+    fragment with its own style, so it reads the same alone and inside the report."""
+    parts = ["<div class=\"bbmn-tables\">", "<style>",
+             ".bbmn-tables table{border-collapse:collapse;font-size:12px;margin:0 0 4px 0}",
+             ".bbmn-tables th,.bbmn-tables td{border-bottom:1px solid #ddd;padding:2px 8px;text-align:center}",
+             ".bbmn-tables td:first-child,.bbmn-tables th:first-child{text-align:left}",
+             ".bbmn-tables tr.kind td{font-style:italic;color:#666;text-align:left}",
+             ".bbmn-tables p.caption{font-size:11px;color:#444;max-width:60em}",
+             "</style>"]
+    for path in map(Path, table_csvs):
+        if not path.is_file():
+            raise BbmnError(f"table file {path} does not exist")
+        caption = _caption_of(path)
+        if path.stat().st_size == 0:
+            parts.append(f"<h3>{html.escape(path.stem.capitalize())}</h3>"
+                         f"<p class=\"caption\">No {html.escape(path.stem)} datasets in this run.</p>")
+            continue
+        try:
+            frame = pd.read_csv(path)
+        except (OSError, ValueError) as exc:
+            raise BbmnError(f"cannot read table {path}: {exc}") from None
+        parts.append(f"<h3>{html.escape(path.stem.capitalize())}</h3>")
+        parts.append(render_html(frame, caption))
+    parts.append("</div>")
+    text = "\n".join(parts) + "\n"
+    with atomic_path(out) as tmp:
+        tmp.write_text(text)
+    return str(out)
