@@ -1,4 +1,5 @@
 # Helpers shared by the rules: the validated config, registry lookups, target lists.
+import os
 import shlex
 import shutil
 from pathlib import Path
@@ -17,6 +18,9 @@ except BbmnError as _error:
 config.clear()
 config.update(_prepared)
 
+# envs/*.post-deploy.sh install bbmn from this checkout into each conda environment.
+os.environ.setdefault("BBMN_SOURCE", str(Path(workflow.basedir).parent))
+
 if shutil.which("bbmn") is None:
     raise WorkflowError(
         "bbmn: the `bbmn` command is not on PATH; activate the venv first "
@@ -33,6 +37,7 @@ FINETUNE = config["finetune"]
 BASELINES = config["baselines"]
 TRACKING = config["tracking"]
 TRACKING_RECORD = f"{RESULTS}/tracking/parent_run.json"
+FIGURES = f"{RESULTS}/figures"
 
 
 def registry_entry(name):
@@ -134,6 +139,8 @@ def pretrain_args():
         args.append("--static-mask")
     if p["bf16"]:
         args.append("--bf16")
+    if config["run"]["deterministic"]:
+        args.append("--deterministic")
     if TRACKING["required"]:
         args.append("--tracking-required")
     return shlex.join(str(a) for a in args)
@@ -202,6 +209,8 @@ def finetune_args():
         "--dropout",
         PRETRAIN["model"]["dropout"],
     ]
+    if config["run"]["deterministic"]:
+        args.append("--deterministic")
     if TRACKING["required"]:
         args.append("--tracking-required")
     return shlex.join(str(a) for a in args)
@@ -261,6 +270,8 @@ def baseline_args(model):
         ]
     else:
         args = ["--epochs", b["epochs"], "--device", b["device"]]
+        if config["run"]["deterministic"]:
+            args.append("--deterministic")
     if TRACKING["required"]:
         args.append("--tracking-required")
     return shlex.join(str(a) for a in args)
@@ -270,6 +281,35 @@ def baseline_gpus(model):
     return int(
         model == "chemprop" and BASELINES["chemprop"]["device"] in ("cuda", "gpu")
     )
+
+
+def run_files(name, filename):
+    """``filename`` (metrics.json, predictions.csv) of every fine-tuning and baseline run of a
+    dataset, as the table step reads them."""
+    return [
+        f"{RESULTS}/finetune/{name}/{init}/seed{seed}/{filename}"
+        for init in FINETUNE["inits"]
+        for seed in SEEDS
+    ] + [
+        f"{RESULTS}/baselines/{name}/{model}/seed{seed}/{filename}"
+        for model in BASELINES["models"]
+        for seed in SEEDS
+    ]
+
+
+def report_targets():
+    """The report's figures (rules/report.smk): pre-training curves, the per-dataset
+    comparison, ROC curves of each classification dataset, the tables as HTML."""
+    classification = [
+        name
+        for name in config["run"]["datasets"]
+        if config["datasets"][name]["task"] == "classification"
+    ]
+    return [
+        f"{FIGURES}/pretrain_{config['run']['corpus']}.png",
+        f"{FIGURES}/comparison.png",
+        f"{FIGURES}/tables.html",
+    ] + [f"{FIGURES}/roc_{name}.png" for name in classification]
 
 
 def all_targets():
@@ -284,4 +324,5 @@ def all_targets():
     targets += [f"{DATA}/descriptors/{name}.parquet" for name in run["datasets"]]
     targets.append(pretrained_model())
     targets.append(f"{RESULTS}/tables/classification.md")
+    targets += report_targets()
     return targets

@@ -50,7 +50,12 @@ WARMUP_EPOCHS = 2
 #: Runs chemprop commands one after the other in one process (importing chemprop takes seconds);
 #: its arguments are the commands' argument lists separated by "::".
 _LAUNCH = """
+import os
 import sys
+if os.environ.get("BBMN_DETERMINISTIC") == "1":  # bbmn baseline chemprop --deterministic
+    import torch
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
 from chemprop.cli.main import main
 command = []
 for arg in sys.argv[1:] + ["::"]:
@@ -84,9 +89,10 @@ def _write_part(path: Path, data: Dataset, part: str, columns: list[str]) -> Non
     frame.to_csv(path, index=False, na_rep="")
 
 
-def _chemprop(commands: list[list[str]], log_path: Path, threads: int) -> None:
+def _chemprop(commands: list[list[str]], log_path: Path, threads: int, deterministic: bool = False) -> None:
     """Run chemprop commands in one child process; output to ``log_path``; a failure quotes its end."""
     env = dict(os.environ)
+    env["BBMN_DETERMINISTIC"] = "1" if deterministic else "0"
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(threads)
     argv = [arg for command in commands for arg in ("::", *command)][1:]
@@ -111,7 +117,8 @@ def _best_epoch(train_dir: Path) -> int | None:
 
 
 def run_chemprop(clean: str | Path, split: str | Path, out: str | Path, dataset: str, metric: str,
-                 seed: int = 0, epochs: int = 50, device: str = "auto", threads: int = 1) -> dict:
+                 seed: int = 0, epochs: int = 50, device: str = "auto", threads: int = 1,
+                 deterministic: bool = False) -> dict:
     """Train chemprop on the split's train part, keep its best epoch on validation, score the test
     part; write the run directory ``out`` and return the metrics record.
 
@@ -149,7 +156,7 @@ def run_chemprop(clean: str | Path, split: str | Path, out: str | Path, dataset:
                 "--epochs", str(epochs), "--pytorch-seed", str(seed), "--data-seed", str(seed),
                 "--remove-checkpoints", *accelerator],
                ["predict", "-i", str(work / "evaluate.csv"), "-s", "smiles", "-o", str(work / "evaluate_preds.csv"),
-                "--model-paths", str(model), *accelerator]], log_path, threads)
+                "--model-paths", str(model), *accelerator]], log_path, threads, deterministic)
     preds = pd.read_csv(work / "evaluate_preds.csv")
     if preds["row"].tolist() != evaluate["row"].tolist() or any(n not in preds for n in names):
         raise BbmnError(f"chemprop's predictions {work / 'evaluate_preds.csv'} do not match its input "
@@ -165,7 +172,8 @@ def run_chemprop(clean: str | Path, split: str | Path, out: str | Path, dataset:
     write_predictions(out / "predictions.csv", data, "test", test_pred)
     write_json(out / "config.json", {"model": ROW, "dataset": dataset, "metric": metric, "seed": seed,
                                      "clean": str(clean), "split": str(split), "epochs": epochs,
-                                     "device": device, "threads": threads, "task_columns": dict(zip(names, data.tasks)),
+                                     "device": device, "threads": threads, "deterministic": deterministic,
+                                     "task_columns": dict(zip(names, data.tasks)),
                                      "versions": {"chemprop": version}})
     write_json(out / "details.json", {"selected": selected, "labels": task_summary(data),
                                       "seconds": round(seconds, 3)})

@@ -47,6 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _common(cp)
     cp.add_argument("--epochs", type=int, default=50, help="training epochs (chemprop's default 50)")
     cp.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "gpu"), help="where to train")
+    cp.add_argument("--deterministic", action="store_true",
+                    help="torch deterministic algorithms only (ECFP-RF is deterministic given --seed)")
     cp.set_defaults(run=run)
 
 
@@ -61,7 +63,8 @@ def _train(args: argparse.Namespace) -> dict:
     from bbmn.baselines.chemprop_run import run_chemprop
 
     return run_chemprop(args.clean, args.split, args.out, args.dataset, args.metric, args.seed,
-                        epochs=args.epochs, device=args.device, threads=max(1, args.threads))
+                        epochs=args.epochs, device=args.device, threads=max(1, args.threads),
+                        deterministic=args.deterministic)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -47,6 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--head-hidden", type=int, default=200, help="hidden width of each head")
     g.add_argument("--head-dropout", type=float, default=0.1, help="dropout in the heads")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="torch deterministic algorithms only (reproducible on GPUs; CPU runs are anyway)")
     p.add_argument("--tracking-parent", help="parent run record written by `bbmn track init`")
     p.add_argument("--tracking-required", action="store_true",
                    help="fail if the MLflow store cannot be used (default: skip tracking)")
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         init_lr=args.init_lr, max_lr=args.max_lr, final_lr=args.final_lr,
         warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
         disagreement=args.disagreement, max_minutes=args.max_minutes, model=model_config(args),
-        threads=args.threads)
+        threads=args.threads, deterministic=args.deterministic)
     m = finetune(args.cache, args.descriptors, args.split, args.out, cfg, args.checkpoint,
                  args.tracking_parent, args.tracking_required)
     print(json.dumps({"dataset": m["dataset"], "seed": m["seed"], "init": m["init"],

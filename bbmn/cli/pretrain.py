@@ -51,7 +51,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0 = default)")
     p.add_argument("--log-every", type=int, default=50, help="steps between progress lines")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
-    p.add_argument("--deterministic", action="store_true", help="torch deterministic algorithms")
+    p.add_argument("--deterministic", action="store_true",
+                   help="torch deterministic algorithms only (reproducible on GPUs; CPU runs are anyway)")
     p.add_argument("--tracking-parent", help="parent run record written by `bbmn track init`")
     p.add_argument("--tracking-required", action="store_true",
                    help="fail if the MLflow store cannot be used (default: skip tracking)")

@@ -28,7 +28,6 @@ import csv
 import json
 import logging
 import math
-import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -42,10 +41,13 @@ from bbmn.bench import peak_rss_mb
 from bbmn.data.labelled import LabelledData, LabelledPart, load_labelled
 from bbmn.errors import BbmnError
 from bbmn.eval.metrics import METRICS, is_better, score
+from bbmn.inference.prepare import cleaning_of
+from bbmn.inference.pyfunc import remove_pyfunc, save_pyfunc
 from bbmn.io import atomic_path, sha256_file, write_json
 from bbmn.models.batmannet import count_parameters
 from bbmn.models.finetune import BatmanNetFinetune, LoadReport, combine_heads
 from bbmn.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from bbmn.train.determinism import deterministic, seed_everything
 from bbmn.train.schedule import NoamSchedule
 from bbmn.train.tracking import Tracker, config_hash
 
@@ -84,6 +86,7 @@ class FinetuneConfig:
         model: :class:`BatmanNetFinetune` arguments (sizes, dropout). With a pre-trained
             checkpoint the encoder sizes come from it; a conflicting size is an error.
         threads: torch intra-op threads (0 = leave torch's default).
+        deterministic: torch's deterministic algorithms only (see :mod:`bbmn.train.determinism`).
     """
 
     dataset: str = "dataset"
@@ -102,6 +105,7 @@ class FinetuneConfig:
     max_minutes: float = 0.0
     model: dict[str, Any] = field(default_factory=dict)
     threads: int = 0
+    deterministic: bool = False
 
     def training_keys(self) -> dict:
         """The settings that change the trained weights (a resumed checkpoint must match them)."""
@@ -230,10 +234,19 @@ def finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out:
         (:class:`~bbmn.eval.metrics.Score` dicts), ``checkpoint`` (path and loaded / fresh
         tensor counts, None from scratch), ``seconds``, ``molecules_per_s``, ``peak_rss_mb``.
     """
+    with deterministic(cfg.deterministic):
+        return _finetune(cache, descriptors, split, out, cfg, checkpoint, tracking_parent,
+                         tracking_required)
+
+
+def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out: str | Path,
+              cfg: FinetuneConfig, checkpoint: str | Path | None, tracking_parent: str | Path | None,
+              tracking_required: bool) -> dict:
     started = time.perf_counter()
     out = Path(out)
     for name in RESULTS:  # a run that fails must not leave an earlier run's result behind
         (out / name).unlink(missing_ok=True)
+    remove_pyfunc(out)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     data = load_labelled(cache, descriptors, split)
@@ -243,9 +256,7 @@ def finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out:
     model_config = resolve_model_config(cfg.model, pretrained.get("model_config") if pretrained else None)
     model_config.update(descriptor_dim=data.train.descriptors.shape[1], disagreement=cfg.disagreement)
 
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)  # fresh weights: the same draws for scratch and pre-trained runs
+    seed_everything(cfg.seed)  # fresh weights: the same draws for scratch and pre-trained runs
     model = BatmanNetFinetune(len(data.tasks), data.task_type, **model_config)
     report: LoadReport | None = model.load_pretrained(pretrained) if pretrained is not None else None
     del pretrained
@@ -334,13 +345,17 @@ def finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out:
             "task_type": data.task_type, "tasks": data.tasks, "split": data.split,
             "best_epoch": st.best_epoch, "epochs_run": st.epoch, "stopped": st.stopped,
             "selection": selection,
-            **_score_and_save(model, data, cfg, out, extra=dict(best_epoch=st.best_epoch, init=init)),
+            **_score_and_save(model, data, cfg, out, extra=dict(best_epoch=st.best_epoch, init=init,
+                                                                     **cleaning_of(cache))),
             "checkpoint": ({"path": str(checkpoint), "loaded": len(report.loaded),
                             "fresh": len(report.fresh)} if report is not None else None),
             "seconds": round(used_minutes() * 60, 2),
             "molecules_per_s": round(st.train_molecules / max(st.train_seconds, 1e-9), 1),
             "peak_rss_mb": round(peak_rss_mb(), 1),
         }
+        # the same model as an MLflow pyfunc model (bbmn predict's code path), in the run
+        # directory and, when tracking works, as the run's logged model
+        tracker.log_model(save_pyfunc(out, data.test.smiles[:3]))
         write_json(out / "metrics.json", metrics)
         tracker.log_metrics({f"test_{cfg.metric}": metrics["test"]["value"],
                              f"best_val_{cfg.metric}": metrics["val"]["value"],

@@ -34,10 +34,11 @@ from bbmn.data.cache import GraphCache
 from bbmn.data.loader import CacheBatches
 from bbmn.data.masking import Masking
 from bbmn.errors import BbmnError
-from bbmn.io import write_json
+from bbmn.io import atomic_path, write_json
 from bbmn.models.batmannet import BatmanNet, count_parameters, reconstruction_loss
 from bbmn.train import distributed
 from bbmn.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from bbmn.train.determinism import deterministic, seed_everything
 from bbmn.train.schedule import NoamSchedule
 from bbmn.train.tracking import Tracker, config_hash
 
@@ -70,7 +71,7 @@ class PretrainConfig:
         log_every: steps between progress log lines.
         checkpoint_every: steps between checkpoints (each epoch end also writes one).
         window: row groups per shuffle window (bounds memory).
-        deterministic: torch's deterministic algorithms (slower; see the README).
+        deterministic: torch's deterministic algorithms only (see :mod:`bbmn.train.determinism`).
     """
 
     batch_size: int = 32
@@ -102,14 +103,6 @@ class PretrainConfig:
         for key in ("max_minutes", "device", "threads", "log_every", "checkpoint_every", "val_batches"):
             d.pop(key)
         return d
-
-
-def _seed_everything(seed: int) -> None:
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 class _StopFlag:
@@ -202,13 +195,17 @@ def pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig = Pret
     Works alike in one process or under ``torchrun`` (data-parallel, every rank reading its share
     of each global batch order); only rank 0 writes files and tracks.
     """
+    with deterministic(cfg.deterministic):
+        return _pretrain(cache_path, out, cfg, tracking_parent, tracking_required)
+
+
+def _pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig,
+              tracking_parent: str | Path | None, tracking_required: bool) -> dict:
     out = Path(out)
     ctx = distributed.setup(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True)
-    _seed_everything(cfg.seed)
+    seed_everything(cfg.seed)
     cache = GraphCache(cache_path)
     if cache.tasks and len(cache) == 0:
         raise BbmnError(f"{cache_path} holds no molecules")
@@ -260,6 +257,8 @@ def pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig = Pret
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", params)
+        with atomic_path(out / "history.jsonl") as tmp:  # the checkpoint's epochs, no more
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
 
     def save(epoch_now: int, step_in_epoch: int) -> None:
         states = rng_state()
