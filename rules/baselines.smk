@@ -15,7 +15,7 @@ rule baseline:
     wildcard_constraints:
         model="ecfp_rf|chemprop",
     conda:
-        "../envs/train.yaml"
+        "../envs/baselines.yaml"
     threads: BASELINES["threads"]
     resources:
         mem_mb=lambda wc: 4000 if wc.model == "chemprop" else 2000,

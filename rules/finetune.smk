@@ -44,10 +44,20 @@ rule table:
         baseline_targets(),
     output:
         classification_md=f"{RESULTS}/tables/classification.md",
-        classification_csv=f"{RESULTS}/tables/classification.csv",
+        classification_csv=report(
+            f"{RESULTS}/tables/classification.csv",
+            caption="../workflow/report/table_files.rst",
+            category="Tables",
+            subcategory="Files",
+        ),
         classification_tex=f"{RESULTS}/tables/classification.tex",
         regression_md=f"{RESULTS}/tables/regression.md",
-        regression_csv=f"{RESULTS}/tables/regression.csv",
+        regression_csv=report(
+            f"{RESULTS}/tables/regression.csv",
+            caption="../workflow/report/table_files.rst",
+            category="Tables",
+            subcategory="Files",
+        ),
         regression_tex=f"{RESULTS}/tables/regression.tex",
         per_task=f"{RESULTS}/tables/per_task.csv",
     log:
