@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 from bbmn.config import prepare_config
+from bbmn.data.sources import check_sources, default_digest_cache
 from bbmn.errors import BbmnError
 
 try:
@@ -13,6 +14,8 @@ try:
         Path(workflow.basedir) / "schemas" / "config.schema.yaml",
         overrides=workflow.config_settings.overwrite_config,
     )
+    # registered files: present in a mirror with the registry's sha256, or downloadable
+    check_sources(_prepared, default_digest_cache())
 except BbmnError as _error:
     raise WorkflowError(f"bbmn: {_error}") from None
 config.clear()
