@@ -189,6 +189,7 @@ class Tracker:
                 tags["mlflow.parentRunId"] = self._parent_run_id
             run = self._client.create_run(experiment_id, run_name=self._run_name, tags=tags)
             self.run_id = run.info.run_id
+            self._experiment_id = experiment_id
         except Exception as exc:
             self._client = None
             self._fail(f"cannot start a run in {self._uri} ({exc})")
@@ -222,6 +223,24 @@ class Tracker:
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self._call("logging an artifact", "log_artifact", str(path), artifact_path)
+
+    def log_model(self, model_dir: str | Path, name: str = "model") -> str | None:
+        """Log a saved MLflow model directory (e.g. ``mlflow.pyfunc.save_model``'s) as a logged
+        model of this run (MLflow 3); its model id, or None when tracking is off or fails."""
+        if not self.enabled or self._client is None:
+            return None
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+
+        try:
+            model = self._client.create_logged_model(self._experiment_id, name=name,
+                                                     source_run_id=self.run_id)
+            self._client.log_model_artifacts(model.model_id, str(model_dir))
+            self._client.log_outputs(self.run_id, [LoggedModelOutput(model.model_id, step=0)])
+            self._client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+        except Exception as exc:
+            self._fail(f"logging the model failed ({exc})")
+            return None
+        return model.model_id
 
 
 def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,0 +1,319 @@
+"""Scoring new molecules with fine-tuned models: one run, or an ensemble of seed runs.
+
+A fine-tuned run's ``model.pt`` holds everything the score needs: the model's sizes and weights,
+the tasks and task type, the descriptor scaler and (regression) target scaler fitted on the
+training part, and how the training molecules were standardized. :class:`Predictor` applies them
+to new SMILES through :func:`bbmn.inference.prepare.prepare`, so a molecule of the test part gets
+the same prediction as in the run's ``predictions.csv``.
+
+Output, one row per input row and in input order: ``row``, ``input``, ``smiles`` (canonical),
+``status`` (``ok`` or the reason), ``detail``, kept input columns, then per task ``<task>``
+(probability or value in the label's units; the mean over the ensemble's members) and, with more
+than one member, ``<task>_std`` (population standard deviation over the members).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bbmn.data.clean import META_KEY
+from bbmn.data.labelled import ColumnScaler
+from bbmn.errors import BbmnError
+from bbmn.inference.prepare import OK, Prepared, ordered_map, prepare, read_chunks, standardize_options
+from bbmn.io import atomic_path, sha256_file
+
+log = logging.getLogger(__name__)
+
+FINETUNED = "batmannet-finetuned"
+OUTPUT_FORMATS = ("csv", "parquet")
+
+
+@dataclass
+class Member:
+    """One fine-tuned model, ready to score.
+
+    Attributes:
+        path: its ``model.pt``.
+        model: the network, in eval mode.
+        tasks, task_type: what it predicts.
+        descriptor_scaler: the training part's descriptor standardization.
+        target_scaler: the training part's target standardization (regression), else None.
+        standardize: the recorded standardization options (None if the run predates recording).
+        info: dataset, seed, init, metric, best_epoch as recorded.
+    """
+
+    path: Path
+    model: object
+    tasks: list[str]
+    task_type: str
+    descriptor_scaler: ColumnScaler
+    target_scaler: ColumnScaler | None
+    standardize: dict | None
+    info: dict
+
+
+def model_files(paths: Sequence[str | Path]) -> list[Path]:
+    """The ``model.pt`` files named by ``paths``: a file, a run directory, or a directory whose
+    ``seed*/`` subdirectories are runs (an ensemble over seeds), in sorted order.
+
+    Raises:
+        BbmnError: if a path holds no fine-tuned model.
+    """
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_file():
+            found.append(p)
+        elif (p / "model.pt").is_file():
+            found.append(p / "model.pt")
+        elif p.is_dir() and sorted(p.glob("*/model.pt")):
+            found += sorted(p.glob("*/model.pt"))
+        else:
+            raise BbmnError(f"no fine-tuned model at {p}: give a model.pt, a run directory holding "
+                            f"one, or a directory of seed runs (seed*/model.pt)")
+    return found
+
+
+def load_member(path: str | Path) -> Member:
+    """Load a fine-tuned ``model.pt`` (``bbmn finetune``) for scoring.
+
+    Raises:
+        BbmnError: if the file is not a fine-tuned BatmanNet model.
+    """
+    from bbmn.models.finetune import BatmanNetFinetune
+
+    saved = load_model_file(path)
+    if saved.get("kind") != FINETUNED:
+        raise BbmnError(f"{path} is not a fine-tuned model (kind {saved.get('kind')!r}); "
+                        f"bbmn predict needs bbmn finetune's model.pt")
+    model = BatmanNetFinetune.from_config(saved["model_config"])
+    model.load_state_dict(saved["model"])
+    model.eval()
+    return Member(path=Path(path), model=model, tasks=list(saved["tasks"]),
+                  task_type=saved["task_type"],
+                  descriptor_scaler=ColumnScaler.from_dict(saved["descriptor_scaler"]),
+                  target_scaler=(ColumnScaler.from_dict(saved["target_scaler"])
+                                 if saved.get("target_scaler") else None),
+                  standardize=saved.get("standardize"),
+                  info={k: saved.get(k) for k in ("dataset", "seed", "init", "metric", "best_epoch")})
+
+
+def load_model_file(path: str | Path) -> dict:
+    """A ``model.pt`` as a dict (BbmnError when missing or unreadable)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise BbmnError(f"model not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises several types for corrupt or foreign files
+        raise BbmnError(f"cannot read model {path}: {exc}") from None
+
+
+class Predictor:
+    """Scores SMILES with one fine-tuned model or the mean of several (an ensemble).
+
+    Args:
+        members: the loaded models; they must predict the same tasks of the same task type and
+            have been trained on molecules standardized the same way.
+        standardize: a profile name that replaces the recorded standardization (None = recorded).
+        batch_size: molecules per forward pass.
+        threads: torch intra-op threads (0 = torch's default).
+    """
+
+    def __init__(self, members: Sequence[Member], standardize: str | None = None,
+                 batch_size: int = 256, threads: int = 0) -> None:
+        if not members:
+            raise BbmnError("no model to predict with")
+        first = members[0]
+        for m in members[1:]:
+            if (m.tasks, m.task_type) != (first.tasks, first.task_type):
+                raise BbmnError(f"{m.path} predicts {m.task_type} tasks {m.tasks}, {first.path} "
+                                f"{first.task_type} tasks {first.tasks}: an ensemble needs the same tasks")
+            if standardize is None and m.standardize != first.standardize:
+                raise BbmnError(f"{m.path} and {first.path} were trained on differently standardized "
+                                f"molecules; pass --standardize to choose one profile")
+        self.members = list(members)
+        self.tasks, self.task_type = first.tasks, first.task_type
+        self.options, self.options_source = standardize_options(first.standardize, FINETUNED,
+                                                                standardize, str(first.path))
+        self.batch_size, self.threads = batch_size, threads
+
+    @classmethod
+    def from_paths(cls, paths: Sequence[str | Path], **kwargs) -> Predictor:
+        return cls([load_member(p) for p in model_files(paths)], **kwargs)
+
+    @property
+    def columns(self) -> list[str]:
+        """The prediction columns: ``<task>``, then ``<task>_std`` for each task of an ensemble."""
+        cols = list(self.tasks)
+        if len(self.members) > 1:
+            cols += [f"{t}_std" for t in self.tasks]
+        return cols
+
+    def describe(self) -> dict:
+        return {"models": [str(m.path) for m in self.members],
+                "members": [m.info for m in self.members], "tasks": self.tasks,
+                "task_type": self.task_type, "standardize": self.options.as_dict(),
+                "standardize_source": self.options_source}
+
+    def score(self, prepared: Prepared) -> np.ndarray:
+        """``(n, columns)`` predictions of a prepared chunk; NaN on the rows that failed."""
+        import torch
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        n_ok = len(prepared.graphs)
+        per_member = np.zeros((len(self.members), n_ok, len(self.tasks)))
+        for k, m in enumerate(self.members):
+            desc = m.descriptor_scaler.transform(np.nan_to_num(prepared.descriptors.astype(np.float64),
+                                                               nan=0.0, posinf=0.0, neginf=0.0))
+            with torch.inference_mode():
+                for start in range(0, n_ok, self.batch_size):
+                    idx = np.arange(start, min(start + self.batch_size, n_ok))
+                    batch = prepared.graphs.take(idx).to_batch()
+                    pred = m.model.predict(batch, torch.from_numpy(desc[idx])).numpy().astype(np.float64)
+                    per_member[k, idx] = m.target_scaler.inverse(pred) if m.target_scaler else pred
+        out = np.full((len(prepared), len(self.columns)), np.nan)
+        ok = prepared.ok
+        out[ok, :len(self.tasks)] = per_member.mean(axis=0)
+        if len(self.members) > 1:
+            out[ok, len(self.tasks):] = per_member.std(axis=0)
+        return out
+
+    def predict_smiles(self, smiles: Sequence[str]) -> tuple[Prepared, np.ndarray]:
+        """Prepare and score a list of SMILES (rows numbered 0..n-1)."""
+        prepared = prepare(list(smiles), self.options, descriptors=True)
+        return prepared, self.score(prepared)
+
+
+def _prepare_chunk(args: tuple) -> Prepared:
+    (rows, smiles, malformed, extra), options = args
+    return prepare(smiles, options, descriptors=True, rows=rows, malformed=malformed, extra=extra)
+
+
+def predictions_table(prepared: Prepared, values: np.ndarray, columns: Sequence[str],
+                      keep: Sequence[str] = ()) -> pa.Table:
+    """One output table of a chunk: the row's identity and status, kept columns, predictions."""
+    cols = {"row": pa.array(prepared.rows, pa.int64()), "input": pa.array(prepared.inputs, pa.string()),
+            "smiles": pa.array(prepared.smiles, pa.string()),
+            "status": pa.array(prepared.status, pa.string()),
+            "detail": pa.array(prepared.detail, pa.string())}
+    for j, name in enumerate(keep):
+        cols[name] = pa.array([e[j] if j < len(e) else "" for e in prepared.extra], pa.string())
+    for j, name in enumerate(columns):
+        cols[name] = pa.array(values[:, j], pa.float64())
+    return pa.table(cols)
+
+
+def output_format(path: str | Path, fmt: str | None = None) -> str:
+    fmt = fmt or ("parquet" if str(path).lower().endswith((".parquet", ".pq")) else "csv")
+    if fmt not in OUTPUT_FORMATS:
+        raise BbmnError(f"unknown output format {fmt!r}; use one of {', '.join(OUTPUT_FORMATS)}")
+    return fmt
+
+
+class TableWriter:
+    """Writes chunks of an output table to CSV or Parquet (one row group per chunk), atomically:
+    the file appears under its name only when :meth:`close` runs after the last chunk."""
+
+    def __init__(self, path: str | Path, fmt: str, metadata: dict) -> None:
+        self.path, self.fmt, self.metadata = Path(path), fmt, metadata
+        self._ctx = atomic_path(self.path)
+        self._tmp = self._ctx.__enter__()
+        self._writer = None
+        self._fh = None
+
+    def write(self, table: pa.Table) -> None:
+        if self.fmt == "parquet":
+            if self._writer is None:
+                schema = table.schema.with_metadata({META_KEY: json.dumps(self.metadata)})
+                self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
+            self._writer.write_table(table.replace_schema_metadata(self._writer.schema.metadata))
+            return
+        if self._fh is None:
+            self._fh = open(self._tmp, "w", newline="")
+            self._csv = csv.writer(self._fh)
+            self._csv.writerow(table.column_names)
+        columns = [c.to_pylist() for c in table.columns]
+        self._csv.writerows([_cell(v) for v in row] for row in zip(*columns))
+
+    def close(self, ok: bool = True) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._fh is not None:
+            self._fh.close()
+        if ok:
+            self._ctx.__exit__(None, None, None)
+        else:
+            self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def predict_file(models: Sequence[str | Path], input_path: str | Path, out: str | Path,
+                 smiles_col: str = "smiles", keep: Sequence[str] = (), fmt: str | None = None,
+                 standardize: str | None = None, batch_size: int = 256, chunk_rows: int = 2048,
+                 workers: int = 0, threads: int = 0, encoding: str = "utf-8-sig") -> dict:
+    """Score every row of ``input_path`` with ``models`` (one run or an ensemble) into ``out``.
+
+    Reads and writes in chunks of ``chunk_rows``; ``workers`` processes prepare chunks while this
+    one scores (0 = prepare here). Returns a summary: rows, ok, failed, reasons, seconds, models.
+    """
+    started = time.perf_counter()
+    predictor = Predictor.from_paths(models, standardize=standardize, batch_size=batch_size,
+                                     threads=threads)
+    fmt = output_format(out, fmt)
+    meta = {"step": "predict", "input": str(input_path), "input_sha256": sha256_file(input_path)
+            if Path(input_path).is_file() else None, **predictor.describe()}
+    chunks = read_chunks(input_path, smiles_col, keep, chunk_rows, encoding=encoding)
+    writer = TableWriter(out, fmt, meta)
+    n = n_ok = 0
+    reasons: dict[str, int] = {}
+    try:
+        for prepared in ordered_map(_prepare_chunk, ((c, predictor.options) for c in chunks), workers):
+            values = predictor.score(prepared)
+            writer.write(predictions_table(prepared, values, predictor.columns, keep))
+            n += len(prepared)
+            n_ok += int(prepared.ok.sum())
+            for s in prepared.status:
+                if s != OK:
+                    reasons[s] = reasons.get(s, 0) + 1
+        if n == 0:
+            writer.write(predictions_table(_empty(len(keep)), np.zeros((0, len(predictor.columns))),
+                                           predictor.columns, keep))
+        writer.close()
+    except BaseException:
+        writer.close(ok=False)
+        raise
+    summary = {"rows": n, "ok": n_ok, "failed": n - n_ok, "reasons": reasons,
+               "models": len(predictor.members), "tasks": predictor.tasks,
+               "standardize": predictor.options_source,
+               "seconds": round(time.perf_counter() - started, 2), "out": str(out)}
+    if n - n_ok:
+        log.warning("predict: %d of %d rows could not be scored (%s); they are in %s with their reason",
+                    n - n_ok, n, json.dumps(reasons), out)
+    return summary
+
+
+def _empty(width: int) -> Prepared:
+    from bbmn.data.graph import arrays_from_mols
+
+    return Prepared(rows=np.zeros(0, np.int64), inputs=[], smiles=[], status=[], detail=[],
+                    extra=[], graphs=arrays_from_mols([]), descriptors=np.zeros((0, 200), np.float32))
+
