@@ -163,12 +163,31 @@ def tracking_init_args():
     return shlex.join(args)
 
 
-def pretrain_launcher():
-    """`bbmn`, or `torchrun ... bbmn` for data-parallel pre-training over `nproc` processes."""
-    if PRETRAIN["nproc"] == 1:
-        return "bbmn"
+def pretrain_launcher(resources=None):
+    """`bbmn`; `torchrun ... bbmn` for data-parallel pre-training over `nproc` processes; with
+    `torchrun_per_gpu`, one process per GPU of the job (its `gpu` resource, set by the profile)
+    spread over its `nodes`: on several nodes, srun starts one torchrun per node, which meet
+    at the first node of the SLURM allocation."""
+    bbmn = "$(command -v bbmn)"
+    if not PRETRAIN["torchrun_per_gpu"]:
+        if PRETRAIN["nproc"] == 1:
+            return "bbmn"
+        return f"torchrun --standalone --nproc_per_node {PRETRAIN['nproc']} {bbmn}"
+    gpus = int(resources.get("gpu", 0) or 0) if resources else 0
+    nodes = int(resources.get("nodes", 1) or 1) if resources else 1
+    if gpus < 1 or gpus % nodes:
+        raise WorkflowError(
+            f"bbmn: pretrain.torchrun_per_gpu needs the pretrain job's `gpu` resource to be a "
+            f"positive multiple of its `nodes` (got gpu={gpus}, nodes={nodes}); set them in "
+            "the profile, e.g. profiles/slurm/config.yaml"
+        )
+    if nodes == 1:
+        return f"torchrun --standalone --nproc_per_node {gpus} {bbmn}"
+    head = '$(scontrol show hostnames "$(squeue -h -j $SLURM_JOB_ID -o %N)" | head -n 1)'
     return (
-        f"torchrun --standalone --nproc_per_node {PRETRAIN['nproc']} $(command -v bbmn)"
+        f"srun --nodes {nodes} --ntasks-per-node 1 --kill-on-bad-exit=1"
+        f" torchrun --nnodes {nodes} --nproc_per_node {gpus // nodes}"
+        f" --rdzv_backend c10d --rdzv_id $SLURM_JOB_ID --rdzv_endpoint {head}:29500 {bbmn}"
     )
 
 

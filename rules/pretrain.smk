@@ -16,8 +16,9 @@ rule pretrain:
         mem_mb=4000,
         runtime=pretrain_runtime_minutes(),
         gpu=0,
+        nodes=1,
     params:
-        launcher=pretrain_launcher(),
+        launcher=lambda wc, resources: pretrain_launcher(resources),
         options=pretrain_args(),
         tracking=TRACKING_RECORD,
     shell:
