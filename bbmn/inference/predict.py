@@ -30,8 +30,9 @@ import pyarrow.parquet as pq
 from bbmn.data.clean import META_KEY
 from bbmn.data.labelled import ColumnScaler
 from bbmn.errors import BbmnError
-from bbmn.inference.prepare import OK, Prepared, ordered_map, prepare, read_chunks, standardize_options
+from bbmn.inference.prepare import OK, Prepared, prepare, read_chunks, standardize_options
 from bbmn.io import atomic_path, sha256_file
+from bbmn.parallel import ordered_map
 
 log = logging.getLogger(__name__)
 

@@ -10,14 +10,12 @@ The steps are the training pipeline's, in the same order and with the same code:
 Every input row gets a status: ``ok`` or the reason it cannot be scored (``bbmn clean``'s reasons,
 plus ``malformed_row``), so callers report failures instead of dropping them. Input files are read
 in chunks (:func:`read_chunks`) and chunks can be prepared in worker processes
-(:func:`ordered_map`), with a bounded number in flight so memory does not grow with the file.
+(:func:`bbmn.parallel.ordered_map`), with a bounded number in flight so memory does not grow with the file.
 """
 
 from __future__ import annotations
 
-import collections
-import multiprocessing as mp
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,29 +146,6 @@ def read_chunks(path: str | Path, smiles_col: str = "smiles", keep: Sequence[str
     table = MoleculeTable(path, smiles_col, list(keep), fmt, encoding, smi_header)
     for chunk in table.chunks(chunk_rows):
         yield chunk.rows, chunk.smiles, chunk.malformed, chunk.labels
-
-
-def ordered_map(fn: Callable, items: Iterable, workers: int = 0, ahead: int = 2,
-                initializer: Callable | None = None, initargs: tuple = ()) -> Iterator:
-    """``map(fn, items)`` in order; with ``workers > 0`` in that many processes, at most
-    ``workers * ahead`` items in flight (``Pool.imap`` would read the whole input ahead)."""
-    if workers <= 0:
-        if initializer is not None:
-            initializer(*initargs)
-        yield from map(fn, items)
-        return
-    pool = mp.get_context("fork").Pool(workers, initializer, initargs)
-    try:
-        pending: collections.deque = collections.deque()
-        for item in items:
-            pending.append(pool.apply_async(fn, (item,)))
-            if len(pending) >= workers * ahead:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
-    finally:
-        pool.terminate()
-        pool.join()  # reaped, so their peak memory counts in the children's usage
 
 
 def standardize_options(recorded: dict | None, kind: str, override: str | None = None,

@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 import mlflow.pyfunc
 import pandas as pd
@@ -49,7 +50,8 @@ class BbmnPyfunc(mlflow.pyfunc.PythonModel):
 
         self.predictor = Predictor([load_member(context.artifacts["model"])])
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+                ) -> pd.DataFrame:
         return predict_frame(self.predictor, model_input)
 
 

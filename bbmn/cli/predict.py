@@ -1,0 +1,46 @@
+"""``bbmn predict``: score a CSV or SMI file of molecules with a fine-tuned run or an ensemble.
+
+Each input row goes through the run's own cleaning (its recorded standardization profile),
+featurization and descriptors, and comes out in input order: ``row``, ``input``, ``smiles``
+(canonical), ``status`` (``ok`` or why it cannot be scored), ``detail``, the ``--keep`` columns,
+then one column per task (probability, or value in the label's units). With several models (or a
+directory of seed runs) the task columns are the members' mean and ``<task>_std`` their spread.
+The last line printed is a JSON summary (rows, ok, failed, reasons, seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predict properties of new molecules with fine-tuned models",
+                       description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("input", help="molecules: CSV (with a SMILES column) or SMI, optionally .gz")
+    p.add_argument("--model", required=True, nargs="+",
+                   help="fine-tuned model.pt, run directory, or a directory of seed runs (ensemble)")
+    p.add_argument("--out", required=True, help="output .csv or .parquet")
+    p.add_argument("--format", choices=("csv", "parquet"), help="output format (default: from --out)")
+    p.add_argument("--smiles-col", default="smiles", help="SMILES column of a CSV")
+    p.add_argument("--keep", nargs="*", default=[], help="input columns copied to the output (e.g. an id)")
+    p.add_argument("--standardize", choices=("as_given", "standard"),
+                   help="override the standardization profile the model recorded")
+    p.add_argument("--encoding", default="utf-8-sig", help="input text encoding")
+    p.add_argument("--batch-size", type=int, default=256, help="molecules per forward pass")
+    p.add_argument("--chunk-rows", type=int, default=2048, help="rows read, scored and written at a time")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes preparing chunks while this one scores (0 = none)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bbmn.inference.predict import predict_file
+
+    summary = predict_file(args.model, args.input, args.out, smiles_col=args.smiles_col,
+                           keep=args.keep, fmt=args.format, standardize=args.standardize,
+                           batch_size=args.batch_size, chunk_rows=args.chunk_rows,
+                           workers=args.workers, threads=args.threads, encoding=args.encoding)
+    print(json.dumps(summary))
+    return 0
