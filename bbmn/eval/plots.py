@@ -177,6 +177,7 @@ def plot_comparison(metric_files: Sequence[str | Path], out: str | Path) -> dict
         raise BbmnError("no metric files given")
     cells = comparison_cells(results)
     metric_of = {r.dataset: r.metric for r in results}
+    labels = {r.row: r.label or _label(r.row) for r in results}
     datasets = _dataset_order(cells)
     plt = _pyplot()
     ncols = min(len(datasets), 4)
@@ -187,7 +188,7 @@ def plot_comparison(metric_files: Sequence[str | Path], out: str | Path) -> dict
         bars = []  # (key, label, mean, std, colour, hatch)
         for row in sorted(cells[dataset], key=_row_key):
             cell = cells[dataset][row]
-            bars.append((row, _label(row), cell.mean, cell.std, COLOURS.get(row, "tab:purple"), None,
+            bars.append((row, labels[row], cell.mean, cell.std, COLOURS.get(row, "tab:purple"), None,
                          f"{len(cell.scored)}/{len(cell.values)}"))
         for i, (ref, numbers) in enumerate(REFERENCE_ROWS.items()):
             if dataset in numbers:
@@ -300,7 +301,7 @@ def plot_roc(metric_files: Sequence[str | Path], out: str | Path) -> dict[str, s
                     ls=("-", "--", ":", "-.")[k % 4], label=f"seed {seed}: AUC {auc_text}")
         ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls=":")
         ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", aspect="equal",
-               title=_label(row))
+               title=runs[row][0][1].get("label") or _label(row))
         ax.legend(frameon=False, fontsize=7, loc="lower right")
     axes.flat[0].set_ylabel("true positive rate")
     pooled = f", {n_tasks} tasks pooled" if n_tasks > 1 else ""
