@@ -8,6 +8,7 @@ into ``out``:
   it (a checkpoint of a different configuration is set aside, not resumed);
 - ``model.pt``: the final model (hyper-parameters + weights), what fine-tuning loads;
 - ``history.jsonl``: one line of metrics per epoch; ``summary.json``: the final figures;
+- ``steps.jsonl``: the training loss every ``log_every`` steps (the report's loss curve);
 - ``config.json``: the effective configuration.
 
 Validation reports each masked field's reconstruction accuracy beside the accuracy of always
@@ -259,6 +260,8 @@ def _pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig,
         write_json(out / "config.json", params)
         with atomic_path(out / "history.jsonl") as tmp:  # the checkpoint's epochs, no more
             tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
+        with atomic_path(out / "steps.jsonl") as tmp:  # the logged steps the checkpoint covers
+            tmp.write_text(_steps_up_to(out / "steps.jsonl", step))
 
     def save(epoch_now: int, step_in_epoch: int) -> None:
         states = rng_state()
@@ -307,6 +310,12 @@ def _pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig,
                     if ctx.is_main and not progress.enabled_display:
                         log.info("epoch %d step %d loss %.4f lr %.2e %.0f mol/s", epoch + 1, step,
                                  np.mean(losses[-cfg.log_every:]), schedule.get_last_lr()[0], rate)
+                    if ctx.is_main:  # rank 0's mean training loss over the last interval
+                        with open(out / "steps.jsonl", "a") as fh:
+                            fh.write(json.dumps({
+                                "step": step, "epoch": round(epoch + step_in_epoch / steps_per_epoch, 4),
+                                "train_loss": float(np.mean(losses[-cfg.log_every:])),
+                                "lr": schedule.get_last_lr()[0]}) + "\n")
                 out_of_time = bool(cfg.max_minutes) and (now - started) / 60 >= cfg.max_minutes
                 if ctx.distributed:  # ranks must stop at the same step, or they deadlock
                     flags = distributed.all_reduce_sum(torch.tensor([stop.stop, out_of_time], dtype=torch.int32), ctx)
@@ -375,6 +384,21 @@ def weights_digest(model: torch.nn.Module) -> str:
     for tensor in model.state_dict().values():
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def _steps_up_to(path: Path, step: int) -> str:
+    """The lines of ``steps.jsonl`` up to ``step``: a resumed run redoes the steps after its
+    checkpoint, and a fresh run (step 0) starts an empty file."""
+    if not path.is_file():
+        return ""
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a kill
+    return "".join(kept)
 
 
 def _accuracy_line(metrics: dict[str, float]) -> str:
