@@ -3,7 +3,7 @@
 Two pooled views per molecule (atom and bond, ``h`` wide each), written to Parquet with one row per
 input row in input order: ``row``, ``input``, ``smiles``, ``status``, ``detail``, the ``--keep``
 columns, then ``embedding`` (both views concatenated, ``--layout concat``) or ``atom_view`` and
-``bond_view`` (``--layout separate``); rows that cannot be read or parsed have null embeddings and
+``bond_view`` (``--layout separate``); rows that cannot be read or parsed have NaN embeddings and
 their reason. The input is read, encoded and written in chunks (one Parquet row group each), so
 memory does not grow with the file. The last line printed is a JSON summary.
 """

@@ -20,7 +20,7 @@ writes one Parquet row group per chunk, so memory stays bounded whatever the fil
 Output columns: ``row``, ``input``, ``smiles`` (canonical), ``status`` (``ok`` or the reason),
 ``detail``, kept input columns, then ``embedding`` (``fixed_size_list<float32>[2h]``, the atom
 view then the bond view; layout ``concat``) or ``atom_view`` and ``bond_view`` (``[h]`` each;
-layout ``separate``). Rows that failed have null embeddings.
+layout ``separate``). Rows that failed have all-NaN embeddings.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from bbmn.data.clean import META_KEY
 from bbmn.data.graph import GraphArrays
 from bbmn.errors import BbmnError
 from bbmn.inference.predict import load_model_file
-from bbmn.inference.prepare import OK, Prepared, prepare, read_chunks, standardize_options
+from bbmn.inference.prepare import (OK, Prepared, aligned_chunk_rows, prepare, read_chunks, row_batches,
+                                    standardize_options)
 from bbmn.io import atomic_path, sha256_file
 from bbmn.parallel import ordered_map
 
@@ -87,14 +88,14 @@ class Encoder:
             torch.set_num_threads(threads)
 
     def views(self, graphs: GraphArrays) -> tuple[np.ndarray, np.ndarray]:
-        """``(n, h)`` float32 atom and bond views of ``graphs``, ``batch_size`` molecules at a time."""
+        """``(n, h)`` float32 atom and bond views of ``graphs``, in batches of the molecules whose
+        input rows share ``row // batch_size`` (:func:`~bbmn.inference.prepare.row_batches`)."""
         import torch
 
         atom = np.zeros((len(graphs), self.hidden), np.float32)
         bond = np.zeros((len(graphs), self.hidden), np.float32)
         with torch.inference_mode():
-            for start in range(0, len(graphs), self.batch_size):
-                idx = np.arange(start, min(start + self.batch_size, len(graphs)))
+            for idx in row_batches(graphs.row, self.batch_size):
                 batch = graphs.take(idx).to_batch()
                 if self.kind == "batmannet-finetuned":
                     a, b = self.model.views(batch)
@@ -129,11 +130,11 @@ def _prepare_chunk(args: tuple) -> Prepared:
 
 
 def _fixed_lists(values: np.ndarray, ok: np.ndarray, width: int) -> pa.Array:
-    """``(n_ok, width)`` values spread over ``len(ok)`` rows; null where not ``ok``."""
-    full = np.zeros((len(ok), width), np.float32)
+    """``(n_ok, width)`` values spread over ``len(ok)`` rows; all NaN where not ``ok`` (Parquet
+    readers mishandle null fixed-size lists, so failed rows are NaN vectors, not nulls)."""
+    full = np.full((len(ok), width), np.nan, np.float32)
     full[ok] = values
-    return pa.FixedSizeListArray.from_arrays(pa.array(full.reshape(-1)), width,
-                                             mask=pa.array(~ok))
+    return pa.FixedSizeListArray.from_arrays(pa.array(full.reshape(-1)), width)
 
 
 def embeddings_table(prepared: Prepared, atom: np.ndarray, bond: np.ndarray, layout: str = "concat",
@@ -171,7 +172,8 @@ def embed_file(checkpoint: str | Path, input_path: str | Path, out: str | Path,
     encoder = Encoder(checkpoint, standardize, batch_size, threads)
     meta = {"step": "embed", "input": str(input_path), "layout": layout, "views": list(VIEWS),
             **encoder.describe()}
-    chunks = read_chunks(input_path, smiles_col, keep, chunk_rows, encoding=encoding)
+    chunks = read_chunks(input_path, smiles_col, keep, aligned_chunk_rows(chunk_rows, batch_size),
+                         encoding=encoding)
     n = n_ok = 0
     reasons: dict[str, int] = {}
     with atomic_path(out) as tmp:
@@ -207,7 +209,7 @@ def embed_file(checkpoint: str | Path, input_path: str | Path, out: str | Path,
                "out": str(out)}
     if n - n_ok:
         log.warning("embed: %d of %d rows could not be embedded (%s); they are in %s with their "
-                    "reason and null embeddings", n - n_ok, n, json.dumps(reasons), out)
+                    "reason and NaN embeddings", n - n_ok, n, json.dumps(reasons), out)
     return summary
 
 
@@ -222,13 +224,5 @@ def read_embeddings(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     parts = []
     for col in columns:
         arr = col.combine_chunks()
-        width = arr.type.list_size
-        values = arr.flatten().to_numpy(zero_copy_only=False) if arr.null_count == 0 else None
-        if values is None:  # flatten() skips null rows: rebuild with NaN rows
-            dense = np.full((len(arr), width), np.nan, np.float32)
-            valid = ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False))
-            dense[valid] = arr.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
-            parts.append(dense)
-        else:
-            parts.append(values.reshape(-1, width))
+        parts.append(arr.flatten().to_numpy(zero_copy_only=False).reshape(len(arr), arr.type.list_size))
     return np.concatenate(parts, axis=1), np.array(table.column("status").to_pylist())

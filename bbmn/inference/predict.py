@@ -30,7 +30,8 @@ import pyarrow.parquet as pq
 from bbmn.data.clean import META_KEY
 from bbmn.data.labelled import ColumnScaler
 from bbmn.errors import BbmnError
-from bbmn.inference.prepare import OK, Prepared, prepare, read_chunks, standardize_options
+from bbmn.inference.prepare import (OK, Prepared, aligned_chunk_rows, prepare, read_chunks, row_batches,
+                                    standardize_options)
 from bbmn.io import atomic_path, sha256_file
 from bbmn.parallel import ordered_map
 
@@ -181,8 +182,7 @@ class Predictor:
             desc = m.descriptor_scaler.transform(np.nan_to_num(prepared.descriptors.astype(np.float64),
                                                                nan=0.0, posinf=0.0, neginf=0.0))
             with torch.inference_mode():
-                for start in range(0, n_ok, self.batch_size):
-                    idx = np.arange(start, min(start + self.batch_size, n_ok))
+                for idx in row_batches(prepared.graphs.row, self.batch_size):
                     batch = prepared.graphs.take(idx).to_batch()
                     pred = m.model.predict(batch, torch.from_numpy(desc[idx])).numpy().astype(np.float64)
                     per_member[k, idx] = m.target_scaler.inverse(pred) if m.target_scaler else pred
@@ -282,7 +282,8 @@ def predict_file(models: Sequence[str | Path], input_path: str | Path, out: str 
     fmt = output_format(out, fmt)
     meta = {"step": "predict", "input": str(input_path), "input_sha256": sha256_file(input_path)
             if Path(input_path).is_file() else None, **predictor.describe()}
-    chunks = read_chunks(input_path, smiles_col, keep, chunk_rows, encoding=encoding)
+    chunks = read_chunks(input_path, smiles_col, keep, aligned_chunk_rows(chunk_rows, batch_size),
+                         encoding=encoding)
     writer = TableWriter(out, fmt, meta)
     n = n_ok = 0
     reasons: dict[str, int] = {}

@@ -177,3 +177,24 @@ def cleaning_of(cache: str | Path) -> dict:
         except BbmnError:
             standardize = None
     return {"standardize": standardize, "featurizer_version": meta.get("featurizer_version")}
+
+
+def row_batches(rows: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Positions of ``rows`` (input row numbers, increasing) grouped by ``row // batch_size``.
+
+    A molecule's batch is then fixed by its input row alone, whatever the chunk it was read in
+    (chunks start at multiples of ``batch_size``): CPU kernels sum in an order that depends on a
+    row's position in the batch, so this is what makes results independent of chunking.
+    """
+    if len(rows) == 0:
+        return []
+    groups = np.asarray(rows) // max(1, batch_size)
+    cuts = np.flatnonzero(np.diff(groups)) + 1
+    return np.split(np.arange(len(rows)), cuts)
+
+
+def aligned_chunk_rows(chunk_rows: int, batch_size: int) -> int:
+    """``chunk_rows`` rounded up to a multiple of ``batch_size`` (see :func:`row_batches`)."""
+    batch_size = max(1, batch_size)
+    return max(1, -(-chunk_rows // batch_size)) * batch_size
+
