@@ -183,7 +183,9 @@ def pretrain_launcher(resources=None):
         )
     if nodes == 1:
         return f"torchrun --standalone --nproc_per_node {gpus} {bbmn}"
-    head = '$(scontrol show hostnames "$(squeue -h -j $SLURM_JOB_ID -o %N)" | head -n 1)'
+    head = (
+        '$(scontrol show hostnames "$(squeue -h -j $SLURM_JOB_ID -o %N)" | head -n 1)'
+    )
     return (
         f"srun --nodes {nodes} --ntasks-per-node 1 --kill-on-bad-exit=1"
         f" torchrun --nnodes {nodes} --nproc_per_node {gpus // nodes}"
