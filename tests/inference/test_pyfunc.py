@@ -1,0 +1,136 @@
+"""Packaged models: the run's MLflow pyfunc model scores SMILES like bbmn predict, in process,
+from the tracking store, and over HTTP with `mlflow models serve`."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.entities import LoggedModelStatus
+from mlflow.tracking import MlflowClient
+
+from bbmn.inference.predict import predict_file
+from bbmn.inference.pyfunc import PYFUNC_DIR
+from bbmn.train.tracking import Tracker
+from tests.inference.runs import finetuned_runs
+
+MLFLOW = Path(sys.executable).with_name("mlflow")
+SMILES = ["CCO", "c1ccccc1O", "not_a_smiles", "CC(=O)Oc1ccccc1C(=O)O", "[Na+].[O-]C(=O)c1ccccc1"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return finetuned_runs(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def expected(runs, tmp_path_factory):
+    """bbmn predict's output for SMILES, per run."""
+    d = tmp_path_factory.mktemp("expected")
+    (d / "in.csv").write_text("smiles\n" + "".join(f"{s}\n" for s in SMILES))
+    out = {}
+    for run in ("bbbp0", "esol0"):
+        predict_file([runs[run]], d / "in.csv", d / f"{run}.csv")
+        out[run] = pd.read_csv(d / f"{run}.csv", keep_default_na=False, na_values=[""])
+    return out
+
+
+@pytest.mark.parametrize("run, task", [("bbbp0", "p_np"), ("esol0", "logSolubility")])
+def test_the_run_directory_holds_a_pyfunc_model_that_predicts_like_bbmn_predict(runs, expected, run, task):
+    model = mlflow.pyfunc.load_model(str(runs[run] / PYFUNC_DIR))
+    inputs = model.metadata.get_input_schema().input_names()
+    outputs = model.metadata.get_output_schema().input_names()
+    assert inputs == ["smiles"] and outputs == ["row", "input", "smiles", "status", "detail", task]
+    assert (runs[run] / PYFUNC_DIR / "input_example.json").is_file()
+    got = model.predict(pd.DataFrame({"smiles": SMILES}))
+    want = expected[run]
+    assert list(got.columns) == list(want.columns) and len(got) == len(SMILES)
+    assert got["status"].tolist() == want["status"].tolist() == ["ok", "ok", "invalid_smiles", "ok", "ok"]
+    assert np.allclose(got[task].to_numpy(float), want[task].to_numpy(float), equal_nan=True)
+
+
+def test_each_finetuning_run_logs_its_model_to_the_tracking_store(runs):
+    client = MlflowClient(runs["mlflow_uri"])
+    experiment = client.get_experiment_by_name("bbmn").experiment_id
+    finetunes = client.search_runs([experiment], "tags.stage = 'finetune'")
+    models = client.search_logged_models([experiment])
+    assert len(finetunes) == 3 and len(models) == 3
+    assert {m.source_run_id for m in models} == {r.info.run_id for r in finetunes}
+    assert all(m.status == LoggedModelStatus.READY for m in models)
+    bbbp = next(r for r in finetunes if r.data.tags["dataset"] == "bbbp" and r.data.tags["seed"] == "0")
+    model_id = next(m.model_id for m in models if m.source_run_id == bbbp.info.run_id)
+    mlflow.set_tracking_uri(runs["mlflow_uri"])
+    try:
+        got = mlflow.pyfunc.load_model(f"models:/{model_id}").predict(pd.DataFrame({"smiles": SMILES}))
+    finally:
+        mlflow.set_tracking_uri(None)
+    local = mlflow.pyfunc.load_model(str(runs["bbbp0"] / PYFUNC_DIR)).predict(pd.DataFrame({"smiles": SMILES}))
+    assert np.allclose(got["p_np"].to_numpy(float), local["p_np"].to_numpy(float), equal_nan=True)
+
+
+def test_logging_a_model_respects_skipped_tracking(tmp_path):
+    tracker = Tracker("x", enabled=False)
+    with tracker:
+        assert tracker.log_model(tmp_path) is None
+    unreachable = Tracker("x", uri="http://127.0.0.1:9", required=False)
+    with unreachable:
+        assert unreachable.log_model(tmp_path) is None and not unreachable.enabled
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url: str, payload: dict) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_scores_smiles_over_http(runs, expected):
+    port = free_port()
+    env = {**os.environ, "PATH": os.pathsep.join([str(MLFLOW.parent), os.environ.get("PATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([str(MLFLOW), "models", "serve", "-m", str(runs["bbbp0"] / PYFUNC_DIR),
+                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, server.stdout.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "mlflow models serve did not start in 120 s"
+            time.sleep(0.5)
+        answer = post(f"http://127.0.0.1:{port}/invocations",
+                      {"dataframe_split": {"columns": ["smiles"], "data": [[s] for s in SMILES]}})
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    got = pd.DataFrame(answer["predictions"])
+    want = expected["bbbp0"]
+    assert got["status"].tolist() == want["status"].tolist()
+    assert got["row"].tolist() == list(range(len(SMILES)))
+    assert np.allclose(got["p_np"].to_numpy(float), want["p_np"].to_numpy(float), equal_nan=True)
