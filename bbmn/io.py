@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -18,10 +19,12 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``final``; rename it to ``final`` only if the block succeeds.
 
     A killed or failing job therefore never leaves a file (or directory) under the final name that
-    looks complete. The temporary sits in the same directory so the rename is atomic.
+    looks complete. The temporary sits in the same directory so the rename is atomic; what a
+    killed writer left there (``.<name>.XXXXXXXX.tmp``) is removed when the next one starts.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(final, suffix)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f"{suffix}.tmp", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -37,6 +40,15 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+
+
+def _remove_leftovers(final: Path, suffix: str) -> None:
+    """Remove temporaries of ``final`` that a killed writer left (``mkstemp``'s 8 random letters)."""
+    for stale in final.parent.glob(f".{glob.escape(final.name)}.{'?' * 8}{glob.escape(suffix)}.tmp"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
