@@ -349,4 +349,102 @@ def all_targets():
     targets.append(pretrained_model())
     targets.append(f"{RESULTS}/tables/classification.md")
     targets += report_targets()
+    targets += use_targets()
+    return targets
+
+
+# ---- using the trained models (rules/use.smk): leakage check, predict, embed ----------------
+LEAKAGE = config["leakage"]
+
+
+def leakage_datasets():
+    return LEAKAGE["datasets"] or config["run"]["datasets"]
+
+
+def leakage_inputs():
+    """The cleaned tables and split files of the datasets the leakage check reads."""
+    names = leakage_datasets()
+    return {
+        "tables": [f"{DATA}/clean/{name}.parquet" for name in names],
+        "splits": [split_path(name, seed) for name in names for seed in SEEDS],
+    }
+
+
+def leakage_args():
+    """`--dataset NAME CLEAN SPLIT...` for each checked dataset."""
+    args = []
+    for name in leakage_datasets():
+        args += ["--dataset", name, f"{DATA}/clean/{name}.parquet"]
+        args += [split_path(name, seed) for seed in SEEDS]
+    return shlex.join(args)
+
+
+def leakage_dir(corpus=None):
+    return f"{RESULTS}/leakage/{corpus or config['run']['corpus']}"
+
+
+def pretrain_cache(corpus):
+    """The corpus cache pre-training reads: without the overlapping molecules when asked."""
+    if LEAKAGE["drop_from_corpus"]:
+        return f"{DATA}/cache/{corpus}.noleak.parquet"
+    return f"{DATA}/cache/{corpus}.parquet"
+
+
+def _use_entry(section, name):
+    for entry in config[section]:
+        if entry["name"] == name:
+            if entry.get("dataset") and entry["dataset"] not in config["datasets"]:
+                raise WorkflowError(
+                    f"bbmn: config key {section}.{name}.dataset: {entry['dataset']!r} "
+                    "is not in the datasets registry"
+                )
+            return entry
+    raise WorkflowError(f"bbmn: no {section} entry named {name!r} in the config")
+
+
+def predict_models(name):
+    """model.pt of each seed run of the entry's dataset and init (an ensemble)."""
+    entry = _use_entry("predict", name)
+    init = entry.get("init", "pretrained")
+    return [
+        f"{RESULTS}/finetune/{entry['dataset']}/{init}/seed{seed}/model.pt"
+        for seed in entry.get("seeds") or SEEDS
+    ]
+
+
+def predict_args(name):
+    entry = _use_entry("predict", name)
+    args = ["--smiles-col", entry.get("smiles_column", "smiles")]
+    if entry.get("keep"):
+        args += ["--keep", *entry["keep"]]
+    return shlex.join(args)
+
+
+def embed_checkpoint(name):
+    """The entry's fine-tuned run's model.pt, or the run's pre-trained model."""
+    entry = _use_entry("embed", name)
+    if not entry.get("dataset"):
+        return pretrained_model()
+    init = entry.get("init", "pretrained")
+    return f"{RESULTS}/finetune/{entry['dataset']}/{init}/seed{entry.get('seed', 0)}/model.pt"
+
+
+def embed_args(name):
+    entry = _use_entry("embed", name)
+    args = [
+        "--smiles-col",
+        entry.get("smiles_column", "smiles"),
+        "--layout",
+        entry.get("layout", "concat"),
+    ]
+    if entry.get("keep"):
+        args += ["--keep", *entry["keep"]]
+    return shlex.join(args)
+
+
+def use_targets():
+    targets = [f"{RESULTS}/predictions/{e['name']}.csv" for e in config["predict"]]
+    targets += [f"{RESULTS}/embeddings/{e['name']}.parquet" for e in config["embed"]]
+    if LEAKAGE["check"]:
+        targets.append(f"{leakage_dir()}/summary.md")
     return targets

@@ -3,7 +3,7 @@
 
 rule pretrain:
     input:
-        cache=f"{DATA}/cache/{{corpus}}.parquet",
+        cache=lambda wc: pretrain_cache(wc.corpus),
     output:
         model=f"{RESULTS}/pretrain/{{corpus}}/model.pt",
         summary=f"{RESULTS}/pretrain/{{corpus}}/summary.json",
