@@ -36,6 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bbmn.train.runtime import reexec_with_malloc_tunables
+
+    reexec_with_malloc_tunables()  # faster forward passes on CPU; BBMN_PLAIN_MALLOC=1 turns it off
     from bbmn.inference.embed import embed_file
 
     summary = embed_file(args.checkpoint, args.input, args.out, smiles_col=args.smiles_col,
