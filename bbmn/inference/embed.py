@@ -40,8 +40,8 @@ from bbmn.data.clean import META_KEY
 from bbmn.data.graph import GraphArrays
 from bbmn.errors import BbmnError
 from bbmn.inference.predict import load_model_file
-from bbmn.inference.prepare import (OK, Prepared, aligned_chunk_rows, prepare, read_chunks, row_batches,
-                                    standardize_options)
+from bbmn.inference.prepare import (OK, Prepared, aligned_chunk_rows, kept_names, prepare, read_chunks,
+                                    row_batches, standardize_options)
 from bbmn.io import atomic_path, sha256_file
 from bbmn.parallel import ordered_map
 
@@ -145,7 +145,7 @@ def embeddings_table(prepared: Prepared, atom: np.ndarray, bond: np.ndarray, lay
             "smiles": pa.array(prepared.smiles, pa.string()),
             "status": pa.array(prepared.status, pa.string()),
             "detail": pa.array(prepared.detail, pa.string())}
-    for j, name in enumerate(keep):
+    for j, name in enumerate(kept_names(keep, [*cols, "embedding", "atom_view", "bond_view"])):
         cols[name] = pa.array([e[j] if j < len(e) else "" for e in prepared.extra], pa.string())
     h = atom.shape[1]
     if layout == "concat":

@@ -7,7 +7,7 @@ to new SMILES through :func:`bbmn.inference.prepare.prepare`, so a molecule of t
 the same prediction as in the run's ``predictions.csv``.
 
 Output, one row per input row and in input order: ``row``, ``input``, ``smiles`` (canonical),
-``status`` (``ok`` or the reason), ``detail``, kept input columns, then per task ``<task>``
+``status`` (``ok`` or the reason), ``detail``, kept input columns (``<name>_input`` if the name is taken), then per task ``<task>``
 (probability or value in the label's units; the mean over the ensemble's members) and, with more
 than one member, ``<task>_std`` (population standard deviation over the members).
 """
@@ -30,8 +30,8 @@ import pyarrow.parquet as pq
 from bbmn.data.clean import META_KEY
 from bbmn.data.labelled import ColumnScaler
 from bbmn.errors import BbmnError
-from bbmn.inference.prepare import (OK, Prepared, aligned_chunk_rows, prepare, read_chunks, row_batches,
-                                    standardize_options)
+from bbmn.inference.prepare import (OK, Prepared, aligned_chunk_rows, kept_names, prepare, read_chunks,
+                                    row_batches, standardize_options)
 from bbmn.io import atomic_path, sha256_file
 from bbmn.parallel import ordered_map
 
@@ -211,7 +211,7 @@ def predictions_table(prepared: Prepared, values: np.ndarray, columns: Sequence[
             "smiles": pa.array(prepared.smiles, pa.string()),
             "status": pa.array(prepared.status, pa.string()),
             "detail": pa.array(prepared.detail, pa.string())}
-    for j, name in enumerate(keep):
+    for j, name in enumerate(kept_names(keep, [*cols, *columns])):
         cols[name] = pa.array([e[j] if j < len(e) else "" for e in prepared.extra], pa.string())
     for j, name in enumerate(columns):
         cols[name] = pa.array(values[:, j], pa.float64())

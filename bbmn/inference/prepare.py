@@ -198,3 +198,9 @@ def aligned_chunk_rows(chunk_rows: int, batch_size: int) -> int:
     batch_size = max(1, batch_size)
     return max(1, -(-chunk_rows // batch_size)) * batch_size
 
+
+def kept_names(keep: Sequence[str], taken: Sequence[str]) -> list[str]:
+    """Output names of kept input columns: their own, or ``<name>_input`` where an output column
+    already has the name (e.g. a label column kept beside its prediction)."""
+    return [f"{k}_input" if k in taken else k for k in keep]
+

@@ -50,6 +50,14 @@ def test_predictions_equal_the_runs_own_test_predictions(runs, tmp_path, run, sp
     assert [g["id"] for g in got] == [f"m{i}" for i in range(len(rows))]
 
 
+def test_a_kept_column_named_like_a_task_is_renamed(runs, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("smiles,p_np\nCCO,1\nxx,0\n")
+    predict_file([runs["bbbp0"]], src, tmp_path / "p.csv", keep=["p_np"])
+    got = read_csv(tmp_path / "p.csv")
+    assert list(got[0])[-2:] == ["p_np_input", "p_np"] and [g["p_np_input"] for g in got] == ["1", "0"]
+
+
 def test_failed_rows_come_back_in_place_with_their_reason(runs, tmp_path):
     src = tmp_path / "in.csv"
     src.write_text("smiles,id\nCCO,a\nnot_a_smiles,b\n,c\nC1CC,d\nc1ccccc1O,e\nCCN,f,extra\n"
