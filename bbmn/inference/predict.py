@@ -111,16 +111,26 @@ def load_member(path: str | Path) -> Member:
 
 
 def load_model_file(path: str | Path) -> dict:
-    """A ``model.pt`` as a dict (BbmnError when missing or unreadable)."""
+    """A ``model.pt`` as a dict (BbmnError when missing, unreadable, or featurized by another
+    featurizer version than this bbmn's)."""
     import torch
+
+    from bbmn.chem.features import FEATURIZER_VERSION
 
     path = Path(path)
     if not path.is_file():
         raise BbmnError(f"model not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        saved = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises several types for corrupt or foreign files
         raise BbmnError(f"cannot read model {path}: {exc}") from None
+    if not isinstance(saved, dict):
+        raise BbmnError(f"{path} is not a bbmn model file")
+    version = saved.get("featurizer_version")
+    if version is not None and version != FEATURIZER_VERSION:
+        raise BbmnError(f"{path} was trained on featurizer version {version} codes; this bbmn "
+                        f"featurizes with version {FEATURIZER_VERSION}")
+    return saved
 
 
 class Predictor:
