@@ -336,6 +336,11 @@ def report_targets():
     ] + [f"{FIGURES}/roc_{name}.png" for name in classification]
 
 
+def overview_target():
+    """The report's first page: the tables and the figures of report_targets() on one page."""
+    return f"{FIGURES}/overview.html"
+
+
 def all_targets():
     """Caches and splits of the datasets to prepare, descriptors of the ones this run trains
     on, and the cache of the pre-training corpus."""
@@ -349,6 +354,7 @@ def all_targets():
     targets.append(pretrained_model())
     targets.append(f"{RESULTS}/tables/classification.md")
     targets += report_targets()
+    targets.append(overview_target())
     targets += use_targets()
     return targets
 

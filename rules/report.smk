@@ -93,3 +93,33 @@ rule plot_tables:
     shell:
         "bbmn plot tables {input.classification} {input.regression} --out {output}"
         " > {log} 2>&1"
+
+
+# The report's first page (workflow/report/workflow.rst includes it): tables and figures inlined.
+rule plot_overview:
+    input:
+        tables=[
+            rules.table.output.classification_csv,
+            rules.table.output.regression_csv,
+        ],
+        captions=[
+            rules.table.output.classification_md,
+            rules.table.output.regression_md,
+        ],
+        figures=lambda wc: [p for p in report_targets() if p.endswith(".png")],
+    output:
+        report(
+            f"{FIGURES}/overview.html",
+            caption="../workflow/report/overview.rst",
+            category="Overview",
+        ),
+    log:
+        f"{LOGS}/plot/overview.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        mem_mb=500,
+        runtime=10,
+    shell:
+        "bbmn plot overview --tables {input.tables} --figures {input.figures}"
+        " --out {output} > {log} 2>&1"

@@ -1,7 +1,7 @@
 """``bbmn plot``: the report's figures from the files in ``results/`` (PNG and SVG, matplotlib).
 
 Each figure is written as ``OUT.png`` and ``OUT.svg`` (``--out`` given with or without the
-suffix); ``tables`` writes one HTML fragment. Nothing is read from MLflow.
+suffix); ``tables`` and ``overview`` write one HTML fragment. Nothing is read from MLflow.
 """
 
 from __future__ import annotations
@@ -32,6 +32,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                        "and the caption from the Markdown file beside each.")
     tab.add_argument("tables", nargs="+", help="table CSV files of `bbmn table`")
     tab.add_argument("--out", required=True, help="HTML file to write")
+    ovw = kinds.add_parser("overview", help="the tables and the figures on one HTML page (images inlined)",
+                           description="The first page of `snakemake --report`.")
+    ovw.add_argument("--tables", nargs="+", required=True, help="table CSV files of `bbmn table`")
+    ovw.add_argument("--figures", nargs="*", default=[], help="PNG figures of `bbmn plot`")
+    ovw.add_argument("--out", required=True, help="HTML file to write")
     p.set_defaults(run=run)
 
 
@@ -44,8 +49,10 @@ def run(args: argparse.Namespace) -> int:
         written = plots.plot_comparison(args.metrics, args.out)
     elif args.kind == "roc":
         written = plots.plot_roc(args.metrics, args.out)
-    else:
+    elif args.kind == "tables":
         written = {"html": plots.write_tables_html(args.tables, args.out)}
+    else:
+        written = {"html": plots.write_overview_html(args.tables, args.figures, args.out)}
     for fmt, path in written.items():
         print(f"{fmt}: {path}")
     return 0

@@ -8,7 +8,8 @@
   ``metrics.json`` files as the tables, with :func:`bbmn.eval.tables.load_results`.
 - :func:`plot_roc`: ROC curves of the test predictions of one classification dataset, one line
   per model and seed (``predictions.csv`` beside each ``metrics.json``).
-- :func:`write_tables_html`: the table step's CSV files as one HTML fragment for the report.
+- :func:`write_tables_html`: the table step's CSV files as one HTML fragment for the report;
+  :func:`write_overview_html`: the tables and every figure (inlined) as the report's first page.
 
 Every figure is written as ``<out>.png`` and ``<out>.svg``, each atomically.
 """
@@ -306,7 +307,7 @@ def plot_roc(metric_files: Sequence[str | Path], out: str | Path) -> dict[str, s
     axes.flat[0].set_ylabel("true positive rate")
     pooled = f", {n_tasks} tasks pooled" if n_tasks > 1 else ""
     fig.suptitle(f"{DISPLAY_NAMES.get(dataset, dataset)}: ROC of the test predictions{pooled}")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     return save_figure(fig, out)
 
 
@@ -324,16 +325,33 @@ def _caption_of(csv_path: Path) -> str:
     return csv_path.stem.capitalize()
 
 
-def write_tables_html(table_csvs: Sequence[str | Path], out: str | Path) -> str:
-    """The tables (``classification.csv``, ``regression.csv`` of ``bbmn table``) as one HTML
-    fragment with its own style, so it reads the same alone and inside the report."""
-    parts = ["<div class=\"bbmn-tables\">", "<style>",
-             ".bbmn-tables table{border-collapse:collapse;font-size:12px;margin:0 0 4px 0}",
-             ".bbmn-tables th,.bbmn-tables td{border-bottom:1px solid #ddd;padding:2px 8px;text-align:center}",
-             ".bbmn-tables td:first-child,.bbmn-tables th:first-child{text-align:left}",
-             ".bbmn-tables tr.kind td{font-style:italic;color:#666;text-align:left}",
-             ".bbmn-tables p.caption{font-size:11px;color:#444;max-width:60em}",
-             "</style>"]
+STYLE = "\n".join([
+    "<style>",
+    ".bbmn-report table{border-collapse:collapse;font-size:12px;margin:0 0 4px 0}",
+    ".bbmn-report th,.bbmn-report td{border-bottom:1px solid #ddd;padding:2px 8px;text-align:center}",
+    ".bbmn-report td:first-child,.bbmn-report th:first-child{text-align:left}",
+    ".bbmn-report tr.kind td{font-style:italic;color:#666;text-align:left}",
+    ".bbmn-report p.caption,.bbmn-report figcaption{font-size:11px;color:#444;max-width:60em}",
+    ".bbmn-report figure{margin:16px 0}",
+    ".bbmn-report img{max-width:100%;height:auto}",
+    # inside snakemake's report, widen the description column that holds this page
+    "div.prose:has(.bbmn-report){max-width:56rem}",
+    "</style>"])
+#: Figure file name prefix -> the line shown under it on the report's overview page.
+FIGURE_CAPTIONS = {
+    "comparison": "Test score per dataset: mean over seeds with the population std as error bar, "
+                  "our models beside the published reference rows (hatched).",
+    "pretrain_": "Pre-training: reconstruction loss, and the validation accuracy of each masked "
+                 "field beside always predicting its most common class (dotted).",
+    "roc_": "ROC curves of the test predictions, one panel per model, one line per seed "
+            "(tasks pooled for multi-task sets).",
+}
+
+
+def tables_fragment(table_csvs: Sequence[str | Path]) -> str:
+    """The tables (``classification.csv``, ``regression.csv`` of ``bbmn table``) as HTML, each
+    with the caption the table step wrote."""
+    parts = []
     for path in map(Path, table_csvs):
         if not path.is_file():
             raise BbmnError(f"table file {path} does not exist")
@@ -348,8 +366,41 @@ def write_tables_html(table_csvs: Sequence[str | Path], out: str | Path) -> str:
             raise BbmnError(f"cannot read table {path}: {exc}") from None
         parts.append(f"<h3>{html.escape(path.stem.capitalize())}</h3>")
         parts.append(render_html(frame, caption))
-    parts.append("</div>")
-    text = "\n".join(parts) + "\n"
+    return "\n".join(parts)
+
+
+def figure_fragment(png: str | Path) -> str:
+    """A PNG as an HTML ``<figure>`` with the image inlined (a data URI) and its caption."""
+    import base64
+
+    png = Path(png)
+    try:
+        data = png.read_bytes()
+    except OSError as exc:
+        raise BbmnError(f"cannot read figure {png}: {exc}") from None
+    if not data.startswith(b"\x89PNG"):
+        raise BbmnError(f"{png} is not a PNG file")
+    caption = next((c for prefix, c in FIGURE_CAPTIONS.items() if png.name.startswith(prefix)), png.stem)
+    uri = "data:image/png;base64," + base64.b64encode(data).decode()
+    return (f"<figure><img alt=\"{html.escape(png.name)}\" src=\"{uri}\">"
+            f"<figcaption>{html.escape(caption)} ({html.escape(png.name)})</figcaption></figure>")
+
+
+def _write_page(body: list[str], out: str | Path) -> str:
+    text = "\n".join(["<div class=\"bbmn-report\">", STYLE, *body, "</div>"]) + "\n"
     with atomic_path(out) as tmp:
         tmp.write_text(text)
     return str(out)
+
+
+def write_tables_html(table_csvs: Sequence[str | Path], out: str | Path) -> str:
+    """The tables as one HTML fragment with its own style, so it reads the same alone and
+    inside the report."""
+    return _write_page([tables_fragment(table_csvs)], out)
+
+
+def write_overview_html(table_csvs: Sequence[str | Path], figures: Sequence[str | Path],
+                        out: str | Path) -> str:
+    """The report's first page: the tables, then every figure (PNG, inlined), as one HTML
+    fragment that needs no other file."""
+    return _write_page([tables_fragment(table_csvs), *map(figure_fragment, figures)], out)

@@ -147,3 +147,18 @@ def test_cli_plot_writes_and_fails_in_one_line(runs, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("bbmn plot: error:") and "classification" in err[0]
     assert not (tmp_path / "r2.png").exists()
+
+
+def test_overview_inlines_tables_and_figures(runs, tmp_path):
+    from bbmn.eval.tables import write_tables
+
+    tables = write_tables(runs["clintox"] + runs["esol"], tmp_path / "tables")
+    roc = plots.plot_roc(runs["clintox"], tmp_path / "roc_clintox")["png"]
+    comparison = plots.plot_comparison(runs["clintox"] + runs["esol"], tmp_path / "comparison")["png"]
+    out = plots.write_overview_html([tables["classification.csv"], tables["regression.csv"]],
+                                    [comparison, roc], tmp_path / "overview.html")
+    text = open(out).read()
+    assert text.count("<table>") == 2 and text.count('src="data:image/png;base64,') == 2
+    assert "ROC curves of the test predictions" in text and "(comparison.png)" in text
+    with pytest.raises(BbmnError, match="not a PNG"):
+        plots.write_overview_html([tables["classification.csv"]], [tables["classification.md"]], tmp_path / "x.html")

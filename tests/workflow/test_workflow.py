@@ -111,3 +111,77 @@ def test_config_error_is_one_line_before_any_job(tmp_path):
     assert done.returncode != 0
     assert "config key workers: 'two' is not of type 'integer'" in done.stdout + done.stderr
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_tiny_workflow_draws_the_figures(tiny_run):
+    figures = tiny_run / "results" / "figures"
+    for name in ("pretrain_zinc200", "comparison", "roc_bbbp"):
+        for suffix in ("png", "svg"):
+            assert (figures / f"{name}.{suffix}").stat().st_size > 5_000, f"{name}.{suffix}"
+    assert not (figures / "roc_esol.png").exists()  # regression: no ROC curve
+    tables = (figures / "tables.html").read_text()
+    assert tables.count("<table>") == 2 and "BatmanNet (pre-trained)" in tables and "ESOL (RMSE)" in tables
+    overview = (figures / "overview.html").read_text()
+    assert overview.count("<table>") == 2 and overview.count('src="data:image/png;base64,') == 3
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def report(tiny_run):
+    done = snakemake(tiny_run, "--report", "report.html")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return tiny_run / "report.html"
+
+
+@pytest.mark.slow
+def test_report_is_one_self_contained_page_with_tables_and_figures(report):
+    import re
+
+    page = report.read_text()
+    assert "<script src=" not in page and "<link " not in page  # scripts, styles, images inlined
+    desc = json.loads(re.search(r"var workflow_desc = (.*?);\n", page, flags=re.S).group(1))
+    # the landing page: both tables and every figure, embedded
+    assert desc.count("<table>") == 2 and "BBBP (ROC-AUC)" in desc and "ESOL (RMSE)" in desc
+    assert desc.count('src="data:image/png;base64,') == 3 and "preset <tt" in desc
+    results = re.search(r"var results = (.*?);\n", page, flags=re.S).group(1)
+    for name in ("pretrain_zinc200.png", "comparison.png", "roc_bbbp.png", "tables.html",
+                 "overview.html", "classification.csv"):
+        assert name in results, name
+    for caption in ("population standard deviation", "most common class", "micro average"):
+        assert caption in results, caption
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("no chromium binary (apt-get install -y chromium; .ci/run installs it)")
+    common = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*common, "--virtual-time-budget=10000", "--dump-dom", report.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    # after the page's scripts ran: the landing page shows the tables and the figures
+    assert dom.stdout.count("<table>") >= 2 and dom.stdout.count('src="data:image/png;base64,') >= 3
+    assert "BatmanNet (pre-trained)" in dom.stdout and "Loading Snakemake Report" not in dom.stdout.split("<div id=\"app\">")[-1]
+    shot = tmp_path / "report.png"
+    done = subprocess.run([*common, f"--screenshot={shot}", "--window-size=1280,4000",
+                           "--virtual-time-budget=10000", report.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and shot.stat().st_size > 50_000, done.stderr[-2000:]
+    from matplotlib.image import imread
+
+    pixels = imread(shot)
+    assert pixels.shape[:2] == (4000, 1280) and pixels[..., :3].std() > 0.05  # not a blank page
+    if os.environ.get("BBMN_SCREENSHOT"):  # keep a copy, e.g. for docs/report-screenshot.png
+        shutil.copy(shot, os.environ["BBMN_SCREENSHOT"])
