@@ -109,13 +109,14 @@ def env_packages(env: dict) -> set[str]:
     return names
 
 
-def candidates(module: str) -> set[str]:
+@functools.cache
+def candidates(module: str) -> frozenset[str]:
     """Package names (PyPI and conda-forge) that provide an import name."""
     dists = packages_distributions().get(module, [module])
     names = {_norm(d) for d in dists}
     for d in list(names):
         names |= {_norm(c) for c in CONDA_NAMES.get(d, ())}
-    return names
+    return frozenset(names)
 
 
 RULES = parse_rules()
