@@ -150,11 +150,12 @@ def test_report_is_one_self_contained_page_with_tables_and_figures(report):
 
     page = report.read_text()
     assert "<script src=" not in page and "<link " not in page  # scripts, styles, images inlined
-    desc = json.loads(re.search(r"var workflow_desc = (.*?);\n", page, flags=re.S).group(1))
+    desc = json.loads(re.search(r'<script id="workflow-desc">\s*var workflow_desc = (.*?);\n', page,
+                                flags=re.S).group(1))
     # the landing page: both tables and every figure, embedded
     assert desc.count("<table>") == 2 and "BBBP (ROC-AUC)" in desc and "ESOL (RMSE)" in desc
     assert desc.count('src="data:image/png;base64,') == 3 and "preset <tt" in desc
-    results = re.search(r"var results = (.*?);\n", page, flags=re.S).group(1)
+    results = re.search(r'<script id="results">\s*var results = (.*?);\n', page, flags=re.S).group(1)
     for name in ("pretrain_zinc200.png", "comparison.png", "roc_bbbp.png", "tables.html",
                  "overview.html", "classification.csv"):
         assert name in results, name
