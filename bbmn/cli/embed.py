@@ -13,25 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 
+from bbmn.cli.molecule_input import add_molecule_input_args
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="molecule embeddings (the encoder's two pooled views) as Parquet",
                        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("input", help="molecules: CSV (with a SMILES column) or SMI, optionally .gz")
+    add_molecule_input_args(p, chunk_rows=4096,
+                            standardize_help="standardization profile (default: the model's record; "
+                                             "pre-trained: standard)")
     p.add_argument("--checkpoint", required=True, help="bbmn pretrain's or bbmn finetune's model.pt")
     p.add_argument("--out", required=True, help="output .parquet")
     p.add_argument("--layout", choices=("concat", "separate"), default="concat",
                    help="one 2h-wide embedding column, or atom_view and bond_view columns")
-    p.add_argument("--smiles-col", default="smiles", help="SMILES column of a CSV")
-    p.add_argument("--keep", nargs="*", default=[], help="input columns copied to the output (e.g. an id)")
-    p.add_argument("--standardize", choices=("as_given", "standard"),
-                   help="standardization profile (default: the model's record; pre-trained: standard)")
-    p.add_argument("--encoding", default="utf-8-sig", help="input text encoding")
-    p.add_argument("--batch-size", type=int, default=256, help="molecules per forward pass")
-    p.add_argument("--chunk-rows", type=int, default=4096, help="rows per chunk and Parquet row group")
-    p.add_argument("--workers", type=int, default=0,
-                   help="processes preparing chunks while this one encodes (0 = none)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.set_defaults(run=run)
 
 

@@ -13,25 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 
+from bbmn.cli.molecule_input import add_molecule_input_args
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict properties of new molecules with fine-tuned models",
                        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("input", help="molecules: CSV (with a SMILES column) or SMI, optionally .gz")
+    add_molecule_input_args(p, chunk_rows=2048,
+                            standardize_help="override the standardization profile the model recorded")
     p.add_argument("--model", required=True, nargs="+",
                    help="fine-tuned model.pt, run directory, or a directory of seed runs (ensemble)")
     p.add_argument("--out", required=True, help="output .csv or .parquet")
     p.add_argument("--format", choices=("csv", "parquet"), help="output format (default: from --out)")
-    p.add_argument("--smiles-col", default="smiles", help="SMILES column of a CSV")
-    p.add_argument("--keep", nargs="*", default=[], help="input columns copied to the output (e.g. an id)")
-    p.add_argument("--standardize", choices=("as_given", "standard"),
-                   help="override the standardization profile the model recorded")
-    p.add_argument("--encoding", default="utf-8-sig", help="input text encoding")
-    p.add_argument("--batch-size", type=int, default=256, help="molecules per forward pass")
-    p.add_argument("--chunk-rows", type=int, default=2048, help="rows read, scored and written at a time")
-    p.add_argument("--workers", type=int, default=0,
-                   help="processes preparing chunks while this one scores (0 = none)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.set_defaults(run=run)
 
 
