@@ -3,7 +3,6 @@ from the tracking store, and over HTTP with `mlflow models serve`."""
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from bbmn.inference.predict import predict_file
 from bbmn.inference.pyfunc import PYFUNC_DIR
 from bbmn.train.tracking import Tracker
 from tests.inference.runs import finetuned_runs
+from tests.processes import stop_process_group
 
 MLFLOW = Path(sys.executable).with_name("mlflow")
 SMILES = ["CCO", "c1ccccc1O", "not_a_smiles", "CC(=O)Oc1ccccc1C(=O)O", "[Na+].[O-]C(=O)c1ccccc1"]
@@ -123,12 +123,7 @@ def test_mlflow_models_serve_scores_smiles_over_http(runs, expected):
         answer = post(f"http://127.0.0.1:{port}/invocations",
                       {"dataframe_split": {"columns": ["smiles"], "data": [[s] for s in SMILES]}})
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_process_group(server)
     got = pd.DataFrame(answer["predictions"])
     want = expected["bbbp0"]
     assert got["status"].tolist() == want["status"].tolist()

@@ -3,7 +3,6 @@ workflow's parent run and a tiny `bbmn finetune` sending to it through $MLFLOW_T
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 
 from bbmn.cli.main import main
 from tests.data.test_labelled import labelled_files
+from tests.processes import stop_process_group
 
 MLFLOW = Path(sys.executable).with_name("mlflow")
 
@@ -51,12 +51,7 @@ def server(tmp_path_factory):
                 time.sleep(0.5)
         yield {"url": url, "root": root}
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc)
         log.close()
 
 
