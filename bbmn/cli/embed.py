@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bbmn.cli.molecule_input import add_molecule_input_args
+from bbmn.cli.molecule_input import add_molecule_input_args, molecule_input_kwargs
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,9 +35,7 @@ def run(args: argparse.Namespace) -> int:
     reexec_with_malloc_tunables()  # faster forward passes on CPU; BBMN_PLAIN_MALLOC=1 turns it off
     from bbmn.inference.embed import embed_file
 
-    summary = embed_file(args.checkpoint, args.input, args.out, smiles_col=args.smiles_col,
-                         keep=args.keep, layout=args.layout, standardize=args.standardize,
-                         batch_size=args.batch_size, chunk_rows=args.chunk_rows,
-                         workers=args.workers, threads=args.threads, encoding=args.encoding)
+    summary = embed_file(args.checkpoint, args.input, args.out, layout=args.layout,
+                         **molecule_input_kwargs(args))
     print(json.dumps(summary))
     return 0

@@ -17,3 +17,10 @@ def add_molecule_input_args(p: argparse.ArgumentParser, *, chunk_rows: int, stan
     p.add_argument("--workers", type=int, default=0,
                    help="processes preparing chunks while this one runs the model (0 = none)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+
+
+def molecule_input_kwargs(args: argparse.Namespace) -> dict:
+    """The options of :func:`add_molecule_input_args` as keyword arguments of the library calls."""
+    return {name: getattr(args, name) for name in
+            ("smiles_col", "keep", "standardize", "batch_size", "chunk_rows", "workers", "threads",
+             "encoding")}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bbmn.cli.molecule_input import add_molecule_input_args
+from bbmn.cli.molecule_input import add_molecule_input_args, molecule_input_kwargs
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,9 +34,7 @@ def run(args: argparse.Namespace) -> int:
     reexec_with_malloc_tunables()  # faster forward passes on CPU; BBMN_PLAIN_MALLOC=1 turns it off
     from bbmn.inference.predict import predict_file
 
-    summary = predict_file(args.model, args.input, args.out, smiles_col=args.smiles_col,
-                           keep=args.keep, fmt=args.format, standardize=args.standardize,
-                           batch_size=args.batch_size, chunk_rows=args.chunk_rows,
-                           workers=args.workers, threads=args.threads, encoding=args.encoding)
+    summary = predict_file(args.model, args.input, args.out, fmt=args.format,
+                           **molecule_input_kwargs(args))
     print(json.dumps(summary))
     return 0
