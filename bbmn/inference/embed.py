@@ -75,6 +75,8 @@ class Encoder:
         if self.kind not in KINDS:
             raise BbmnError(f"{checkpoint} is not a BatmanNet model (kind {self.kind!r}); give "
                             f"bbmn pretrain's or bbmn finetune's model.pt")
+        if saved["model_config"].get("inputs") == "descriptors":
+            raise BbmnError(f"{checkpoint} is a descriptors-only model: it has no encoder to embed with")
         cls = BatmanNet if self.kind == "batmannet-pretrained" else BatmanNetFinetune
         self.model = cls.from_config(saved["model_config"])
         self.model.load_state_dict(saved["model"])
@@ -92,6 +94,8 @@ class Encoder:
         input rows share ``row // batch_size`` (:func:`~bbmn.inference.prepare.row_batches`)."""
         import torch
 
+        from bbmn.models.views import pretrained_views
+
         atom = np.zeros((len(graphs), self.hidden), np.float32)
         bond = np.zeros((len(graphs), self.hidden), np.float32)
         with torch.inference_mode():
@@ -108,20 +112,6 @@ class Encoder:
         return {"checkpoint": str(self.checkpoint), "checkpoint_sha256": sha256_file(self.checkpoint),
                 "kind": self.kind, "hidden": self.hidden, "standardize": self.options.as_dict(),
                 "standardize_source": self.options_source}
-
-
-def pretrained_views(net, batch):
-    """The two views of a pre-trained :class:`~bbmn.models.batmannet.BatmanNet` (module docstring)."""
-    from bbmn.models.batmannet import edge_inputs
-    from bbmn.models.finetune import mean_pool
-    from bbmn.nn.message_passing import AtomNeighbourSum, EdgeNeighbourSum
-
-    n_atoms, n_mols = batch.num_nodes, batch.num_graphs
-    atoms = net.node_encoder(batch.x, AtomNeighbourSum.full(batch.edge_index, n_atoms))
-    edges = net.edge_encoder(edge_inputs(batch),
-                             EdgeNeighbourSum.full(batch.edge_index, batch.rev_edge, n_atoms))
-    from_bonds = edges.new_zeros(n_atoms, edges.shape[1]).index_add_(0, batch.edge_index[1], edges)
-    return mean_pool(atoms, batch.batch, n_mols), mean_pool(from_bonds, batch.batch, n_mols)
 
 
 def _prepare_chunk(args: tuple) -> Prepared:

@@ -74,6 +74,20 @@ class BranchEncoder(nn.Module):
             x = block(x, aggregate)
         return x, original
 
+    def stage_states(self, features: Tensor, aggregate: Aggregate,
+                     position_code: Tensor | None = None) -> list[Tensor]:
+        """Item states after the input stage and after each block (``blocks + 1`` tensors ``(n, h)``).
+
+        For diagnostics (over-smoothing through the blocks); the last one is
+        :meth:`hidden_states`' first output.
+        """
+        x, _ = self.embed(features, position_code)
+        states = [x]
+        for block in self.blocks:
+            x = block(x, aggregate)
+            states.append(x)
+        return states
+
     def forward(self, features: Tensor, aggregate: Aggregate,
                 position_code: Tensor | None = None) -> Tensor:
         """``(n, in_dim)`` inputs of the items ``aggregate`` is built on -> ``(n, h)`` outputs."""

@@ -43,9 +43,9 @@ from torch_geometric.data import Batch
 
 from bbmn.chem.features import ATOM_DIM, EDGE_DIM
 from bbmn.errors import BbmnError
-from bbmn.models.batmannet import BranchEncoder, edge_inputs
+from bbmn.models.batmannet import BranchEncoder
+from bbmn.models.views import atoms_from_edges, block_outputs, full_graph_sums, mean_pool
 from bbmn.nn.blocks import ActivationDropout, Dropout, PositionwiseFFN
-from bbmn.nn.message_passing import AtomNeighbourSum, EdgeNeighbourSum
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,10 @@ PRETRAINING_ONLY = ("decoder_blocks", "mask_ratio", "positions", "mask_token")
 #: the weights a pre-trained checkpoint must provide: both encoders' input stages and blocks
 ENCODER_PREFIXES = tuple(f"{branch}_encoder.{part}." for branch in ("node", "edge")
                          for part in ("embed", "blocks"))
+#: what the heads read: both views and the descriptors (spec), the views alone, the descriptors alone
+INPUTS = ("both", "graph", "descriptors")
+#: normalization of each pooled view before its head (:class:`ViewNorm`)
+VIEW_NORMS = ("none", "batchnorm", "standardize")
 
 
 class AtomReadout(nn.Module):
@@ -93,13 +97,6 @@ def prediction_head(in_dim: int, hidden: int, out_dim: int, dropout: float = 0.1
                          ActivationDropout(activation, dropout), nn.Linear(hidden, out_dim))
 
 
-def mean_pool(x: Tensor, index: Tensor, num_groups: int) -> Tensor:
-    """Mean of the rows of ``x`` per group (``index`` gives each row's group); empty groups get 0."""
-    sums = x.new_zeros(num_groups, x.shape[1]).index_add_(0, index, x)
-    counts = torch.bincount(index, minlength=num_groups).clamp_(min=1).to(x.dtype)
-    return sums / counts.unsqueeze(1)
-
-
 @dataclass
 class LoadReport:
     """What :meth:`BatmanNetFinetune.load_pretrained` did with a checkpoint.
@@ -124,6 +121,44 @@ class LoadReport:
                 "unused": self.unused}
 
 
+class ViewNorm(nn.Module):
+    """Scales a pooled view before its head, so that between-molecule differences are not drowned
+    by 200 unit-variance descriptors (a view's between-molecule std is ~0.1 at initialisation).
+
+    * ``"none"``: the view as it is (the reference);
+    * ``"batchnorm"``: non-affine batch normalization (batch statistics in training, running
+      statistics in evaluation);
+    * ``"standardize"``: a fixed per-dimension standardization whose mean and std are set once,
+      from the training part, by :meth:`set_statistics` (then saved with the model's weights).
+
+    Args:
+        width (int): view width.
+        kind (str): one of :data:`VIEW_NORMS`. Default ``"none"``.
+    """
+
+    def __init__(self, width: int, kind: str = "none") -> None:
+        super().__init__()
+        if kind not in VIEW_NORMS:
+            raise ValueError(f"unknown view normalization {kind!r}; expected one of {VIEW_NORMS}")
+        self.kind = kind
+        self.norm = nn.BatchNorm1d(width, affine=False) if kind != "none" else None
+
+    def set_statistics(self, views: Tensor) -> None:
+        """Fix ``"standardize"``'s mean and variance to those of ``views`` ``(n, width)``."""
+        if self.kind != "standardize":
+            raise ValueError(f"set_statistics is for 'standardize', not {self.kind!r}")
+        self.norm.running_mean.copy_(views.mean(0))
+        self.norm.running_var.copy_(views.var(0, unbiased=False))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.norm is None:
+            return x
+        if self.kind == "standardize":  # fixed statistics: always the evaluation path
+            return nn.functional.batch_norm(x, self.norm.running_mean, self.norm.running_var,
+                                            training=False, eps=self.norm.eps)
+        return self.norm(x)
+
+
 class BatmanNetFinetune(nn.Module):
     """BatmanNet's encoders with GROVER's two-view prediction heads (spec section 9).
 
@@ -143,6 +178,14 @@ class BatmanNetFinetune(nn.Module):
         head_dropout (float): dropout in the heads. Default 0.1.
         disagreement (float): weight ``c`` of the MSE between the two heads in
             :meth:`loss`. Default 0.1 (the reference's intended value; it silently ran with 0).
+        inputs (str): what the heads read: ``"both"`` (default: each view + the descriptors),
+            ``"graph"`` (the views alone) or ``"descriptors"`` (the descriptors alone: no encoder
+            is built; a control that shows what the graph adds).
+        view_norm (str): :class:`ViewNorm` of each pooled view. Default ``"none"`` (the spec).
+        add_positions (bool): add the per-molecule positional code to the encoders' input
+            projection, as pre-training does. Default False (the spec, section 9).
+        frozen_encoder (bool): the encoders' input stages and blocks stay in evaluation mode
+            (no dropout) when the model trains; the trainer keeps their weights fixed. Default False.
         **ignored: pre-training-only arguments (:data:`PRETRAINING_ONLY`), accepted so that a
             pre-trained ``model_config`` can be passed unchanged.
     """
@@ -150,7 +193,9 @@ class BatmanNetFinetune(nn.Module):
     def __init__(self, num_tasks: int, task_type: str, hidden: int = 100, heads: int = 2,
                  depth: int = 3, encoder_blocks: int = 6, dropout: float = 0.1,
                  activation: str = "prelu", descriptor_dim: int = 200, head_hidden: int = 200,
-                 head_dropout: float = 0.1, disagreement: float = 0.1, **ignored: Any) -> None:
+                 head_dropout: float = 0.1, disagreement: float = 0.1, inputs: str = "both",
+                 view_norm: str = "none", add_positions: bool = False,
+                 frozen_encoder: bool = False, **ignored: Any) -> None:
         super().__init__()
         unknown = set(ignored) - set(PRETRAINING_ONLY)
         if unknown:
@@ -159,24 +204,36 @@ class BatmanNetFinetune(nn.Module):
             raise ValueError(f"unknown task type {task_type!r}; expected one of {TASK_TYPES}")
         if num_tasks < 1:
             raise ValueError(f"num_tasks must be at least 1, got {num_tasks}")
+        if inputs not in INPUTS:
+            raise ValueError(f"unknown inputs {inputs!r}; expected one of {INPUTS}")
+        if inputs == "graph":
+            descriptor_dim = 0
+        if inputs == "descriptors" and descriptor_dim < 1:
+            raise ValueError("inputs='descriptors' needs descriptor_dim >= 1")
         self._config = dict(num_tasks=num_tasks, task_type=task_type, hidden=hidden, heads=heads,
                             depth=depth, encoder_blocks=encoder_blocks, dropout=dropout,
                             activation=activation, descriptor_dim=descriptor_dim,
                             head_hidden=head_hidden, head_dropout=head_dropout,
-                            disagreement=disagreement)
+                            disagreement=disagreement, inputs=inputs, view_norm=view_norm,
+                            add_positions=add_positions, frozen_encoder=frozen_encoder)
         self.task_type, self.disagreement, self.descriptor_dim = task_type, disagreement, descriptor_dim
-        shared = dict(hidden=hidden, heads=heads, depth=depth, blocks=encoder_blocks,
-                      dropout=dropout, activation=activation)
-        self.node_encoder = BranchEncoder(ATOM_DIM, **shared)
-        self.edge_encoder = BranchEncoder(EDGE_DIM, **shared)
-        # atom-from-atom takes the place of the node branch's pre-training aggregate-to-self (the
-        # reference's ffn_atom_from_atom in both); the edge branch's pre-training aggregate-to-self
-        # is an edge (bond-from-bond) readout that no head reads, so it is dropped, and
-        # atom-from-bond is new (module docstring)
-        self.node_encoder.readout = AtomReadout(hidden, ATOM_DIM, dropout, activation)
-        del self.edge_encoder.readout
-        self.edge_encoder.atom_readout = AtomReadout(hidden, ATOM_DIM, dropout, activation)
-        head_in = hidden + descriptor_dim
+        self.inputs, self.add_positions, self.frozen_encoder = inputs, add_positions, frozen_encoder
+        self.uses_graph = inputs != "descriptors"
+        if self.uses_graph:
+            shared = dict(hidden=hidden, heads=heads, depth=depth, blocks=encoder_blocks,
+                          dropout=dropout, activation=activation)
+            self.node_encoder = BranchEncoder(ATOM_DIM, **shared)
+            self.edge_encoder = BranchEncoder(EDGE_DIM, **shared)
+            # atom-from-atom takes the place of the node branch's pre-training aggregate-to-self
+            # (the reference's ffn_atom_from_atom in both); the edge branch's pre-training
+            # aggregate-to-self is an edge (bond-from-bond) readout that no head reads, so it is
+            # dropped, and atom-from-bond is new (module docstring)
+            self.node_encoder.readout = AtomReadout(hidden, ATOM_DIM, dropout, activation)
+            del self.edge_encoder.readout
+            self.edge_encoder.atom_readout = AtomReadout(hidden, ATOM_DIM, dropout, activation)
+            self.atom_view_norm = ViewNorm(hidden, view_norm)
+            self.bond_view_norm = ViewNorm(hidden, view_norm)
+        head_in = (hidden if self.uses_graph else 0) + descriptor_dim
         self.atom_view_head = prediction_head(head_in, head_hidden, num_tasks, head_dropout, activation)
         self.bond_view_head = prediction_head(head_in, head_hidden, num_tasks, head_dropout, activation)
 
@@ -189,20 +246,56 @@ class BatmanNetFinetune(nn.Module):
     def from_config(cls, config: dict) -> BatmanNetFinetune:
         return cls(**config)
 
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The weights pre-training provides whole: both encoders' input stages and blocks."""
+        return [p for name, p in self.named_parameters() if name.startswith(ENCODER_PREFIXES)]
+
+    def train(self, mode: bool = True) -> BatmanNetFinetune:
+        """As ``nn.Module.train``; a frozen encoder stays in evaluation mode (no dropout)."""
+        super().train(mode)
+        if self.frozen_encoder and self.uses_graph:
+            for encoder in (self.node_encoder, self.edge_encoder):
+                encoder.embed.eval()
+                encoder.blocks.eval()
+        return self
+
     # ---------------------------------------------------------------------------------- forward
 
+    def raw_views(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """The two molecule embeddings ``(B, h)`` before :class:`ViewNorm`: mean-pooled
+        atom-from-atom and atom-from-bond readouts."""
+        if not self.uses_graph:
+            raise ValueError("a descriptors-only model has no graph views")
+        atoms, edges = block_outputs(self, batch, self.add_positions)
+        atom_sum, _ = full_graph_sums(batch)
+        atom_view = self.node_encoder.readout(atom_sum(atoms), batch.x)
+        bond_view = self.edge_encoder.atom_readout(atoms_from_edges(edges, batch), batch.x)
+        return (mean_pool(atom_view, batch.batch, batch.num_graphs),
+                mean_pool(bond_view, batch.batch, batch.num_graphs))
+
     def views(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """The two molecule embeddings ``(B, h)``: mean-pooled atom-from-atom and atom-from-bond."""
-        num_atoms, num_mols = batch.num_nodes, batch.num_graphs
-        atoms, _ = self.node_encoder.hidden_states(
-            batch.x, AtomNeighbourSum.full(batch.edge_index, num_atoms))
-        edges, _ = self.edge_encoder.hidden_states(
-            edge_inputs(batch), EdgeNeighbourSum.full(batch.edge_index, batch.rev_edge, num_atoms))
-        from_atoms = AtomNeighbourSum.full(batch.edge_index, num_atoms)(atoms)
-        from_bonds = edges.new_zeros(num_atoms, edges.shape[1]).index_add_(0, batch.edge_index[1], edges)
-        atom_view = self.node_encoder.readout(from_atoms, batch.x)
-        bond_view = self.edge_encoder.atom_readout(from_bonds, batch.x)
-        return mean_pool(atom_view, batch.batch, num_mols), mean_pool(bond_view, batch.batch, num_mols)
+        """The two molecule embeddings ``(B, h)`` the heads read (after :class:`ViewNorm`)."""
+        atom_view, bond_view = self.raw_views(batch)
+        return self.atom_view_norm(atom_view), self.bond_view_norm(bond_view)
+
+    def head_inputs(self, batch: Batch, descriptors: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """What each head reads, ``(B, head input width)``: view, descriptors, or both."""
+        parts_a, parts_b = [], []
+        if self.uses_graph:
+            atom_view, bond_view = self.views(batch)
+            parts_a.append(atom_view)
+            parts_b.append(bond_view)
+        if self.descriptor_dim:
+            if descriptors is None:
+                descriptors = getattr(batch, "descriptors", None)
+            if descriptors is None or descriptors.shape != (batch.num_graphs, self.descriptor_dim):
+                got = None if descriptors is None else tuple(descriptors.shape)
+                raise ValueError(f"expected descriptors of shape ({batch.num_graphs}, "
+                                 f"{self.descriptor_dim}), got {got}")
+            dtype = parts_a[0].dtype if parts_a else self.atom_view_head[1].weight.dtype
+            parts_a.append(descriptors.to(dtype))
+            parts_b.append(descriptors.to(dtype))
+        return torch.cat(parts_a, dim=1), torch.cat(parts_b, dim=1)
 
     def forward(self, batch: Batch, descriptors: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Both heads' raw outputs ``(B, tasks)``: logits (classification) or standardized values.
@@ -212,18 +305,8 @@ class BatmanNetFinetune(nn.Module):
             descriptors: ``(B, descriptor_dim)`` standardized descriptors (default:
                 ``batch.descriptors``); ignored when ``descriptor_dim`` is 0.
         """
-        atom_view, bond_view = self.views(batch)
-        if self.descriptor_dim:
-            if descriptors is None:
-                descriptors = getattr(batch, "descriptors", None)
-            if descriptors is None or descriptors.shape != (atom_view.shape[0], self.descriptor_dim):
-                got = None if descriptors is None else tuple(descriptors.shape)
-                raise ValueError(f"expected descriptors of shape ({atom_view.shape[0]}, "
-                                 f"{self.descriptor_dim}), got {got}")
-            descriptors = descriptors.to(atom_view.dtype)
-            atom_view = torch.cat([atom_view, descriptors], dim=1)
-            bond_view = torch.cat([bond_view, descriptors], dim=1)
-        return self.atom_view_head(atom_view), self.bond_view_head(bond_view)
+        input_a, input_b = self.head_inputs(batch, descriptors)
+        return self.atom_view_head(input_a), self.bond_view_head(input_b)
 
     def predict(self, batch: Batch, descriptors: Tensor | None = None) -> Tensor:
         """Mean of the two heads: probabilities (classification) or standardized values."""

@@ -9,7 +9,8 @@ from bbmn.chem.features import ATOM_DIM
 from bbmn.data.graph import featurize_smiles
 from bbmn.errors import BbmnError
 from bbmn.models.batmannet import BatmanNet, count_parameters
-from bbmn.models.finetune import (BatmanNetFinetune, combine_heads, finetune_loss, mean_pool)
+from bbmn.models.finetune import BatmanNetFinetune, combine_heads, finetune_loss
+from bbmn.models.views import mean_pool
 
 ZINC = [line.split()[0] for line in
         (Path(__file__).parents[1] / "data" / "zinc_200.smi").read_text().splitlines()]

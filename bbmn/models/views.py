@@ -1,0 +1,118 @@
+"""What a BatmanNet encoder says about whole molecules, without any head: pooled views and the
+state of its items through the blocks.
+
+Pre-training hands fine-tuning the encoders' input stages and blocks (``node_encoder`` and
+``edge_encoder`` of both :class:`~bbmn.models.batmannet.BatmanNet` and
+:class:`~bbmn.models.finetune.BatmanNetFinetune`); the readouts after them start (mostly) fresh.
+So what pre-training put into the representation is read here from the last block's outputs on the
+full, unmasked graph, as fine-tuning runs the encoders:
+
+* :func:`block_views`: per molecule, the mean of the node branch's atom states (atom view) and the
+  mean over atoms of the edge branch's states summed onto each atom's incoming edges (bond view,
+  the aggregation fine-tuning's atom-from-bond readout starts from). A linear probe reads these.
+* :func:`stage_cosines`: the mean cosine between the states of two distinct items of the same
+  molecule, after the input stage and after every block: 1 means every atom (edge) of a molecule
+  carries the same vector, i.e. the blocks over-smooth.
+
+``add_positions`` adds the per-molecule positional code to the input projection, as pre-training
+does (spec section 5) and fine-tuning does not (spec section 9): the switch that closes that gap.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Batch
+
+from bbmn.models.batmannet import edge_inputs
+from bbmn.nn.message_passing import AtomNeighbourSum, EdgeNeighbourSum
+from bbmn.nn.positional import positional_code
+
+
+def mean_pool(x: Tensor, index: Tensor, num_groups: int) -> Tensor:
+    """Mean of the rows of ``x`` per group (``index`` gives each row's group); empty groups get 0."""
+    sums = x.new_zeros(num_groups, x.shape[1]).index_add_(0, index, x)
+    counts = torch.bincount(index, minlength=num_groups).clamp_(min=1).to(x.dtype)
+    return sums / counts.unsqueeze(1)
+
+
+def position_codes(batch: Batch, hidden: int, add_positions: bool) -> tuple[Tensor | None, Tensor | None]:
+    """The atoms' and edges' per-molecule positional code, or ``(None, None)`` without positions."""
+    if not add_positions:
+        return None, None
+    return positional_code(batch.ptr, hidden), positional_code(batch.edge_ptr, hidden)
+
+
+def full_graph_sums(batch: Batch) -> tuple[AtomNeighbourSum, EdgeNeighbourSum]:
+    """The node and edge branches' neighbour sums on the full, unmasked graph."""
+    return (AtomNeighbourSum.full(batch.edge_index, batch.num_nodes),
+            EdgeNeighbourSum.full(batch.edge_index, batch.rev_edge, batch.num_nodes))
+
+
+def atoms_from_edges(edge_states: Tensor, batch: Batch) -> Tensor:
+    """``(N, h)``: each atom's sum of the states of the directed edges entering it."""
+    return edge_states.new_zeros(batch.num_nodes, edge_states.shape[1]).index_add_(
+        0, batch.edge_index[1], edge_states)
+
+
+def block_outputs(net: nn.Module, batch: Batch, add_positions: bool = False) -> tuple[Tensor, Tensor]:
+    """Both encoders' last-block outputs on the full graph: ``(N, h)`` atoms, ``(E, h)`` edges."""
+    atom_sum, edge_sum = full_graph_sums(batch)
+    atom_code, edge_code = position_codes(batch, net.node_encoder.embed.project.out_features,
+                                          add_positions)
+    atoms, _ = net.node_encoder.hidden_states(batch.x, atom_sum, atom_code)
+    edges, _ = net.edge_encoder.hidden_states(edge_inputs(batch), edge_sum, edge_code)
+    return atoms, edges
+
+
+def block_views(net: nn.Module, batch: Batch, add_positions: bool = False) -> tuple[Tensor, Tensor]:
+    """The two pooled views of the encoders' block outputs, ``(B, h)`` each (module docstring)."""
+    atoms, edges = block_outputs(net, batch, add_positions)
+    return (mean_pool(atoms, batch.batch, batch.num_graphs),
+            mean_pool(atoms_from_edges(edges, batch), batch.batch, batch.num_graphs))
+
+
+def pretrained_views(net: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
+    """``bbmn embed``'s two views of a pre-trained BatmanNet, ``(B, h)`` each: the mean over atoms
+    of the node encoder's output (its aggregate-to-self included), and of the edge encoder's
+    outputs summed onto each atom's incoming edges."""
+    atom_sum, edge_sum = full_graph_sums(batch)
+    atoms = net.node_encoder(batch.x, atom_sum)
+    edges = net.edge_encoder(edge_inputs(batch), edge_sum)
+    return (mean_pool(atoms, batch.batch, batch.num_graphs),
+            mean_pool(atoms_from_edges(edges, batch), batch.batch, batch.num_graphs))
+
+
+def within_group_cosine(states: Tensor, group: Tensor, num_groups: int) -> tuple[Tensor, Tensor]:
+    """Mean cosine over the distinct pairs of rows of each group, and each group's pair count.
+
+    With unit rows ``u_i`` of a group of ``n``, the sum over ordered pairs ``i != j`` of
+    ``u_i . u_j`` is ``|sum_i u_i|^2 - n``: exact and linear in the items, no pair is formed.
+    Groups of fewer than two rows get NaN and a count of 0.
+    """
+    unit = torch.nn.functional.normalize(states.double(), dim=1)
+    sums = unit.new_zeros(num_groups, unit.shape[1]).index_add_(0, group, unit)
+    n = torch.bincount(group, minlength=num_groups).double()
+    pairs = n * (n - 1)
+    cosine = (sums.square().sum(1) - n) / pairs
+    return torch.where(pairs > 0, cosine, torch.full_like(cosine, float("nan"))), pairs / 2
+
+
+def stage_cosines(net: nn.Module, batch: Batch, add_positions: bool = False) -> dict[str, list[tuple[float, float]]]:
+    """Per branch and stage (input stage, block 1, ...), the sum over molecules of the within-
+    molecule mean cosine and the number of molecules it covers, to be averaged over batches."""
+    atom_sum, edge_sum = full_graph_sums(batch)
+    atom_code, edge_code = position_codes(batch, net.node_encoder.embed.project.out_features,
+                                          add_positions)
+    edge_group = batch.batch.index_select(0, batch.edge_index[0])
+    out = {}
+    for branch, states, group in (
+            ("atom", net.node_encoder.stage_states(batch.x, atom_sum, atom_code), batch.batch),
+            ("edge", net.edge_encoder.stage_states(edge_inputs(batch), edge_sum, edge_code), edge_group)):
+        rows = []
+        for x in states:
+            cosine, _ = within_group_cosine(x, group, batch.num_graphs)
+            valid = ~torch.isnan(cosine)
+            rows.append((float(cosine[valid].sum()), float(valid.sum())))
+        out[branch] = rows
+    return out
