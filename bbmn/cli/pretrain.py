@@ -51,6 +51,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0 = default)")
     p.add_argument("--log-every", type=int, default=50, help="steps between progress lines")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
+    p.add_argument("--validate-every", type=int, default=0,
+                   help="also validate every this many steps (0 = at epoch ends only)")
+    p.add_argument("--snapshot-steps", type=int, nargs="*", default=[],
+                   help="keep the model after these steps as snapshots/step-N.pt (0 = the initialization)")
     p.add_argument("--deterministic", action="store_true",
                    help="torch deterministic algorithms only (reproducible on GPUs; CPU runs are anyway)")
     p.add_argument("--tracking-parent", help="parent run record written by `bbmn track init`")
@@ -78,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay, mask_ratio=args.mask_ratio,
         dynamic_mask=not args.static_mask, model=model_config(args), device=args.device,
         bf16=args.bf16, threads=args.threads, log_every=args.log_every,
-        checkpoint_every=args.checkpoint_every, deterministic=args.deterministic)
+        checkpoint_every=args.checkpoint_every, deterministic=args.deterministic,
+        validate_every=args.validate_every, snapshot_steps=sorted(set(args.snapshot_steps)))
     summary = pretrain(args.cache, args.out, cfg, args.tracking_parent, args.tracking_required)
     if summary["rank"] == 0:  # one summary line per run, not per data-parallel rank
         print(json.dumps({k: v for k, v in summary.items() if k not in ("final", "rank")}))

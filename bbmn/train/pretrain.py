@@ -73,6 +73,11 @@ class PretrainConfig:
         checkpoint_every: steps between checkpoints (each epoch end also writes one).
         window: row groups per shuffle window (bounds memory).
         deterministic: torch's deterministic algorithms only (see :mod:`bbmn.train.determinism`).
+        validate_every: also validate every this many steps (0 = at epoch ends only); for
+            learning curves at equal steps.
+        snapshot_steps: steps after which the model is also kept as ``snapshots/step-N.pt`` (a
+            ``model.pt`` of its own; step 0 = the initialization), e.g. to probe the
+            representation against the pre-training budget.
     """
 
     batch_size: int = 32
@@ -97,11 +102,14 @@ class PretrainConfig:
     checkpoint_every: int = 500
     window: int = 8
     deterministic: bool = False
+    validate_every: int = 0
+    snapshot_steps: list[int] = field(default_factory=list)
 
     def training_keys(self) -> dict:
         """The settings that change the trained weights (a resumed checkpoint must match them)."""
         d = asdict(self)
-        for key in ("max_minutes", "device", "threads", "log_every", "checkpoint_every", "val_batches"):
+        for key in ("max_minutes", "device", "threads", "log_every", "checkpoint_every", "val_batches",
+                    "validate_every", "snapshot_steps"):
             d.pop(key)
         return d
 
@@ -275,6 +283,28 @@ def _pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig,
                             step_in_epoch=step_in_epoch, step=step, history=history,
                             fingerprint=fingerprint, model_config=model.config)
 
+    def snapshot() -> None:  # the model as it is after `step` steps, as a model.pt of its own
+        if ctx.is_main and step in cfg.snapshot_steps:
+            save_checkpoint(out / "snapshots" / f"step-{step}.pt", model_config=model.config,
+                            model=model.state_dict(), kind="batmannet-pretrained",
+                            summary={"steps": step, "epochs_done": round(step / steps_per_epoch, 4)})
+
+    def validation_record(epoch_done: float, train_losses: list[float]) -> dict:
+        metrics = validate(model, val_batches, val_masking, ctx, cfg.val_batches, cfg.bf16)
+        record = {"epoch": epoch_done, "step": step,
+                  "train_loss": float(np.mean(train_losses)) if train_losses else math.nan,
+                  "lr": schedule.get_last_lr()[0],
+                  "molecules_per_s": train_molecules / max(train_seconds, 1e-9),
+                  **{f"val_{k}": v for k, v in metrics.items()}}
+        history.append(record)
+        tracker.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=step)
+        if ctx.is_main:
+            log.info("epoch %.2f: train loss %.4f, val loss %.4f, %s", record["epoch"],
+                     record["train_loss"], record["val_loss"], _accuracy_line(metrics))
+            with open(out / "history.jsonl", "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        return record
+
     tracker = Tracker(f"pretrain-{Path(cache_path).stem}", tags={"stage": "pretrain", "seed": cfg.seed},
                       params=params, parent=tracking_parent, required=tracking_required,
                       enabled=ctx.is_main)
@@ -282,6 +312,9 @@ def _pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig,
     started = time.perf_counter()
     out_of_time = False
     with tracker, _StopFlag() as stop:
+        snapshot()  # step 0: the initialization (when asked for)
+        if cfg.validate_every and step == 0:
+            validation_record(0.0, [])
         model.train()
         while epoch < cfg.epochs and step < total_steps and not (stop.stop or out_of_time):
             losses = []
@@ -320,8 +353,13 @@ def _pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig,
                 if ctx.distributed:  # ranks must stop at the same step, or they deadlock
                     flags = distributed.all_reduce_sum(torch.tensor([stop.stop, out_of_time], dtype=torch.int32), ctx)
                     stop.stop, out_of_time = bool(flags[0]), bool(flags[1])
+                snapshot()
                 if step >= total_steps or stop.stop or out_of_time:
                     break
+                if cfg.validate_every and step % cfg.validate_every == 0:
+                    validation_record(round(epoch + step_in_epoch / steps_per_epoch, 4),
+                                      losses[-cfg.validate_every:])
+                    model.train()
                 if step % cfg.checkpoint_every == 0:
                     save(epoch, step_in_epoch)
                 tick = time.perf_counter()
@@ -331,19 +369,9 @@ def _pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig,
                 epoch, skip = (epoch + 1, 0) if finished_epoch else (epoch, step_in_epoch)
                 save(epoch, skip)
                 break
-            metrics = validate(model, val_batches, val_masking, ctx, cfg.val_batches, cfg.bf16)
-            record = {"epoch": epoch + (1 if finished_epoch else step_in_epoch / steps_per_epoch),
-                      "step": step, "train_loss": float(np.mean(losses)) if losses else math.nan,
-                      "lr": schedule.get_last_lr()[0],
-                      "molecules_per_s": train_molecules / max(train_seconds, 1e-9),
-                      **{f"val_{k}": v for k, v in metrics.items()}}
-            history.append(record)
-            tracker.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=step)
-            if ctx.is_main:
-                log.info("epoch %.2f: train loss %.4f, val loss %.4f, %s", record["epoch"],
-                         record["train_loss"], record["val_loss"], _accuracy_line(metrics))
-                with open(out / "history.jsonl", "a") as fh:
-                    fh.write(json.dumps(record) + "\n")
+            if not (history and history[-1]["step"] == step):  # not validated at this step yet
+                validation_record(epoch + (1 if finished_epoch else step_in_epoch / steps_per_epoch),
+                                  losses)
             if finished_epoch:
                 epoch, skip = epoch + 1, 0
             else:

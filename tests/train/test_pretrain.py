@@ -53,6 +53,26 @@ def test_loss_falls_and_outputs_are_written(tmp_path, zinc_cache):
     assert model["kind"] == "batmannet-pretrained" and model["model_config"]["hidden"] == 100
 
 
+def test_step_validation_and_snapshots(tmp_path, zinc_cache):
+    """Learning curves at equal steps, and the model kept at chosen steps (0 = initialization)."""
+    summary = pretrain(zinc_cache, tmp_path / "run", small(epochs=2, validate_every=5,
+                                                              snapshot_steps=[0, 5, 24]))
+    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    # steps 0, 5, 10 (epoch 1 ends at 12 and is validated there), 15, 20, 24 (the end)
+    assert [r["step"] for r in history] == [0, 5, 10, 12, 15, 20, 24] and summary["steps"] == 24
+    snapshots = sorted(p.name for p in (tmp_path / "run" / "snapshots").iterdir())
+    assert snapshots == ["step-0.pt", "step-24.pt", "step-5.pt"]
+    final = load_checkpoint(tmp_path / "run" / "model.pt")["model"]
+    last = load_checkpoint(tmp_path / "run" / "snapshots" / "step-24.pt")
+    first = load_checkpoint(tmp_path / "run" / "snapshots" / "step-0.pt")
+    assert last["kind"] == "batmannet-pretrained" and last["summary"]["steps"] == 24
+    assert all(torch.equal(final[k], last["model"][k]) for k in final)
+    assert not all(torch.equal(final[k], first["model"][k]) for k in final)
+    # validating between steps does not change the trained weights
+    plain = pretrain(zinc_cache, tmp_path / "plain", small(epochs=2))
+    assert plain["weights_digests"] == summary["weights_digests"]
+
+
 def run_cli(out, cache, *extra, env=None):
     cmd = [BBMN, "pretrain", str(cache), "--out", str(out), "--batch-size", "8", "--epochs", "2",
            "--threads", "1", "--checkpoint-every", "3", "--log-every", "1", "--val-batches", "2", *extra]
