@@ -39,10 +39,11 @@ from bbmn.baselines.common import (Dataset, check_metric, load_dataset, part_lab
 from bbmn.errors import BbmnError
 from bbmn.eval.metrics import score
 from bbmn.io import write_json
+from bbmn.kinds import BASELINE_KINDS
 
 log = logging.getLogger(__name__)
 
-ROW, LABEL = "chemprop", "chemprop D-MPNN"
+ROW, LABEL = BASELINE_KINDS["chemprop"].key, BASELINE_KINDS["chemprop"].label
 #: ``--device`` values and the Lightning accelerator each one asks chemprop for.
 ACCELERATORS = {"auto": "auto", "cpu": "cpu", "cuda": "gpu", "gpu": "gpu"}
 #: chemprop's default ``--warmup-epochs``; it refuses to train for fewer epochs than that + 1.

@@ -39,11 +39,12 @@ from bbmn.baselines.common import (Dataset, check_metric, load_dataset, part_lab
 from bbmn.errors import BbmnError
 from bbmn.eval.metrics import Score, is_better, score
 from bbmn.io import write_json
+from bbmn.kinds import BASELINE_KINDS
 
 RDLogger.DisableLog("rdApp.*")  # cleaned SMILES parse; RDKit's H-removal notes are noise here
 log = logging.getLogger(__name__)
 
-ROW, LABEL = "ecfp_rf", "ECFP4 + RF"
+ROW, LABEL = BASELINE_KINDS["ecfp_rf"].key, BASELINE_KINDS["ecfp_rf"].label
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--final-lr", type=float, default=1e-4, help="learning rate at the last step")
     p.add_argument("--warmup-epochs", type=float, default=2.0, help="warm-up length in epochs")
     p.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay")
+    c = p.add_argument_group("what the heads read, and how (controls and the switches that let the graph count)")
+    c.add_argument("--inputs", choices=("both", "graph", "descriptors"), default="both",
+                   help="each head reads its pooled view and the descriptors (spec), the view alone, "
+                        "or the descriptors alone (no encoder: a control)")
+    c.add_argument("--descriptor-scaling", choices=("standardize", "none"), default="standardize",
+                   help="descriptors standardized on the training part, or as RDKit2DNormalized gives them")
+    c.add_argument("--view-norm", choices=("none", "batchnorm", "standardize"), default="none",
+                   help="normalization of each pooled view before its head (standardize: fixed "
+                        "statistics of the initial encoder on the training part)")
+    c.add_argument("--encoder-lr", type=float, default=1.0,
+                   help="learning-rate multiplier of the encoders (GROVER's fine_tune_coff); 0 freezes them")
+    c.add_argument("--add-positions", action="store_true",
+                   help="add the per-molecule positional code to the encoders' input, as pre-training does")
     g = p.add_argument_group("model (encoder sizes: scratch runs only; default 100, 2, 3, 6, prelu)")
     g.add_argument("--hidden", type=int, help="hidden size h")
     g.add_argument("--heads", type=int, help="attention heads per block")
@@ -74,10 +87,12 @@ def run(args: argparse.Namespace) -> int:
         init_lr=args.init_lr, max_lr=args.max_lr, final_lr=args.final_lr,
         warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
         disagreement=args.disagreement, max_minutes=args.max_minutes, model=model_config(args),
-        threads=args.threads, deterministic=args.deterministic)
+        threads=args.threads, deterministic=args.deterministic, inputs=args.inputs,
+        descriptor_scaling=args.descriptor_scaling, view_norm=args.view_norm,
+        encoder_lr=args.encoder_lr, add_positions=args.add_positions)
     m = finetune(args.cache, args.descriptors, args.split, args.out, cfg, args.checkpoint,
                  args.tracking_parent, args.tracking_required)
-    print(json.dumps({"dataset": m["dataset"], "seed": m["seed"], "init": m["init"],
+    print(json.dumps({"dataset": m["dataset"], "seed": m["seed"], "init": m["init"], "row": m["row"],
                       "metric": m["metric"], "test": m["test"]["value"], "val": m["val"]["value"],
                       "best_epoch": m["best_epoch"], "epochs_run": m["epochs_run"],
                       "seconds": m["seconds"], "peak_rss_mb": m["peak_rss_mb"]}))

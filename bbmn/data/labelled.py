@@ -5,7 +5,9 @@ data row: the graph cache (``bbmn featurize``), the descriptors (``bbmn descript
 (``bbmn split``). Everything the model sees is fitted on the training part only:
 
 * descriptors are standardized with the training part's mean and standard deviation (a constant
-  column gets standard deviation 1, so it becomes 0 everywhere instead of NaN);
+  column gets standard deviation 1, so it becomes 0 everywhere instead of NaN), or, with
+  ``descriptor_scaling="none"``, passed as they are (RDKit2DNormalized values are already CDF-scaled
+  to [0, 1], which is how GROVER's README fine-tunes them);
 * regression targets are standardized per task with the mean and standard deviation of the
   training part's present labels; predictions are mapped back with the same scaler.
 
@@ -42,6 +44,11 @@ class ColumnScaler:
 
     mean: np.ndarray
     std: np.ndarray
+
+    @classmethod
+    def identity(cls, width: int) -> ColumnScaler:
+        """A scaler that changes nothing (mean 0, std 1)."""
+        return cls(mean=np.zeros(width), std=np.ones(width))
 
     @classmethod
     def fit(cls, values: np.ndarray, ignore_nan: bool = False) -> ColumnScaler:
@@ -146,9 +153,15 @@ def _positions(cache_rows: np.ndarray, wanted: np.ndarray, part: str, cache_path
     return order[pos]
 
 
+#: how descriptors are scaled before the heads read them
+DESCRIPTOR_SCALINGS = ("standardize", "none")
+
+
 def load_labelled(cache_path: str | Path, descriptors_path: str | Path,
-                  split_path: str | Path) -> LabelledData:
+                  split_path: str | Path, descriptor_scaling: str = "standardize") -> LabelledData:
     """Join a graph cache, its descriptors and a split into standardized train / val / test parts.
+
+    ``descriptor_scaling``: ``"standardize"`` (on the training part) or ``"none"``.
 
     Raises:
         BbmnError: if the cache has no labels, a split row is not in the cache, a part is empty,
@@ -182,7 +195,11 @@ def load_labelled(cache_path: str | Path, descriptors_path: str | Path,
     descriptors = np.nan_to_num(descriptors.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     offsets = np.cumsum([0] + [len(split[p]) for p in PARTS])
     desc = {p: descriptors[offsets[i]:offsets[i + 1]] for i, p in enumerate(PARTS)}
-    descriptor_scaler = ColumnScaler.fit(desc["train"])
+    if descriptor_scaling not in DESCRIPTOR_SCALINGS:
+        raise BbmnError(f"unknown descriptor scaling {descriptor_scaling!r}; use one of "
+                        f"{', '.join(DESCRIPTOR_SCALINGS)}")
+    descriptor_scaler = (ColumnScaler.fit(desc["train"]) if descriptor_scaling == "standardize"
+                         else ColumnScaler.identity(desc["train"].shape[1]))
     target_scaler = (ColumnScaler.fit(train_labels, ignore_nan=True)
                      if cache.task_type == "regression" else None)
     smiles_of = dict(zip(rows_all.tolist(), smiles_all))

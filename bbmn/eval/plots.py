@@ -28,15 +28,13 @@ import pandas as pd
 
 from bbmn.errors import BbmnError
 from bbmn.eval.reference import CLASSIFICATION_ORDER, DISPLAY_NAMES, REFERENCE_ROWS, REGRESSION_ORDER
-from bbmn.eval.tables import ROW_ORDER, Cell, RunResult, load_results, render_html
+from bbmn.eval.tables import Cell, RunResult, load_results, render_html
 from bbmn.io import atomic_path
+from bbmn.kinds import BY_KEY, colour_of, label_of, row_order
 
 FORMATS = ("png", "svg")
 UNITS = {"roc_auc": "ROC-AUC (higher is better)", "rmse": "RMSE (lower is better)",
          "mae": "MAE (lower is better)"}
-#: Colours of our rows (tab10), so one model has one colour in every figure.
-COLOURS = {"batmannet_pretrained": "tab:blue", "batmannet_scratch": "tab:orange",
-           "ecfp_rf": "tab:green", "chemprop": "tab:red"}
 REFERENCE_COLOURS = ("0.45", "0.7")
 
 
@@ -71,11 +69,6 @@ def save_figure(fig, out: str | Path) -> dict[str, str]:
         written[fmt] = str(path)
     plt.close(fig)
     return written
-
-
-def _label(row: str) -> str:
-    return {"batmannet_pretrained": "BatmanNet (pre-trained)", "batmannet_scratch": "BatmanNet (scratch)",
-            "ecfp_rf": "ECFP4 + RF", "chemprop": "chemprop D-MPNN"}.get(row, row)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,10 +149,6 @@ def _dataset_order(datasets: Iterable[str]) -> list[str]:
     return sorted(set(datasets), key=lambda d: (known.index(d) if d in known else len(known), d))
 
 
-def _row_key(row: str) -> tuple:
-    return (ROW_ORDER.index(row), row) if row in ROW_ORDER else (len(ROW_ORDER), row)
-
-
 def comparison_cells(results: Sequence[RunResult]) -> dict[str, dict[str, Cell]]:
     """``{dataset: {row: Cell}}``: each model's test scores over seeds, per dataset."""
     cells: dict[str, dict[str, Cell]] = defaultdict(dict)
@@ -178,7 +167,7 @@ def plot_comparison(metric_files: Sequence[str | Path], out: str | Path) -> dict
         raise BbmnError("no metric files given")
     cells = comparison_cells(results)
     metric_of = {r.dataset: r.metric for r in results}
-    labels = {r.row: r.label or _label(r.row) for r in results}
+    labels = {r.row: r.label or label_of(r.row) for r in results}
     datasets = _dataset_order(cells)
     plt = _pyplot()
     ncols = min(len(datasets), 4)
@@ -187,9 +176,9 @@ def plot_comparison(metric_files: Sequence[str | Path], out: str | Path) -> dict
     handles = {}
     for ax, dataset in zip(axes.flat, datasets):
         bars = []  # (key, label, mean, std, colour, hatch)
-        for row in sorted(cells[dataset], key=_row_key):
+        for row in sorted(cells[dataset], key=row_order):
             cell = cells[dataset][row]
-            bars.append((row, labels[row], cell.mean, cell.std, COLOURS.get(row, "tab:purple"), None,
+            bars.append((row, labels[row], cell.mean, cell.std, colour_of(row), None,
                          f"{len(cell.scored)}/{len(cell.values)}"))
         for i, (ref, numbers) in enumerate(REFERENCE_ROWS.items()):
             if dataset in numbers:
@@ -214,7 +203,7 @@ def plot_comparison(metric_files: Sequence[str | Path], out: str | Path) -> dict
             ax.set_ylim(max(0.0, math.floor(low * 10) / 10 - 0.05), 1.0)
     for ax in list(axes.flat)[len(datasets):]:
         ax.set_visible(False)
-    order = sorted(handles, key=lambda k: (k not in ROW_ORDER and k not in COLOURS, _row_key(k)))
+    order = sorted(handles, key=lambda k: (k not in BY_KEY, row_order(k)))
     fig.legend([handles[k] for k in order], [handles[k].get_label() for k in order],
                loc="lower center", ncol=min(len(order), 3), frameon=False,
                bbox_to_anchor=(0.5, 0.0))
@@ -283,12 +272,12 @@ def plot_roc(metric_files: Sequence[str | Path], out: str | Path) -> dict[str, s
     if len(datasets) > 1:
         raise BbmnError(f"ROC curves of one dataset at a time, got {sorted(datasets)}")
     dataset = datasets.pop()
-    rows = sorted(runs, key=_row_key)
+    rows = sorted(runs, key=row_order)
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(rows), figsize=(3.6 * len(rows), 3.8), squeeze=False)
     n_tasks = 0
     for ax, row in zip(axes.flat, rows):
-        colour = COLOURS.get(row, "tab:purple")
+        colour = colour_of(row)
         for k, (seed, metrics, labels, scores) in enumerate(sorted(runs[row], key=lambda r: r[0])):
             n_tasks = labels.shape[1]
             curve = pooled_roc(labels, scores)
@@ -302,7 +291,7 @@ def plot_roc(metric_files: Sequence[str | Path], out: str | Path) -> dict[str, s
                     ls=("-", "--", ":", "-.")[k % 4], label=f"seed {seed}: AUC {auc_text}")
         ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls=":")
         ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", aspect="equal",
-               title=runs[row][0][1].get("label") or _label(row))
+               title=runs[row][0][1].get("label") or label_of(row))
         ax.legend(frameon=False, fontsize=7, loc="lower right")
     axes.flat[0].set_ylabel("true positive rate")
     pooled = f", {n_tasks} tasks pooled" if n_tasks > 1 else ""

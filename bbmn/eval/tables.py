@@ -1,9 +1,15 @@
 """The paper's tables from the metric files in ``results/`` (never from MLflow).
 
-Every fine-tuning or baseline run writes a ``metrics.json`` (dataset, seed, row id and label,
-metric, test score per task). This module groups them by table row and dataset, reports
+Every fine-tuning, probe or baseline run writes a ``metrics.json`` (dataset, seed, row id and
+label, metric, test score per task). This module groups them by table row and dataset, reports
 mean (population std) over seeds, adds the published reference rows of spec section 11 and the
 differences to them, and writes each table as CSV, Markdown and LaTeX, plus a per-task file.
+
+Paired rows (:data:`bbmn.kinds.PAIRS`, e.g. pre-trained − scratch) compare two rows seed by seed
+on the same split files: the mean difference, its spread, and on how many seeds the first row is
+better. Over all datasets x seeds of a table, a Wilcoxon signed-rank test says whether the first
+row is better more than chance allows (the pairwise comparison of Sun, Dai and Yu, NeurIPS 2022);
+``paired.csv`` holds the tests.
 """
 
 from __future__ import annotations
@@ -21,10 +27,10 @@ import pandas as pd
 from bbmn.errors import BbmnError
 from bbmn.eval.reference import (BATMANNET_PAPER_CLASSIFICATION_MEAN, CLASSIFICATION_ORDER,
                                  DISPLAY_NAMES, REFERENCE_ROWS, REGRESSION_ORDER)
+from bbmn.eval.metrics import HIGHER_IS_BETTER
 from bbmn.io import atomic_path
+from bbmn.kinds import PAIRS, row_order
 
-#: Rows of our own runs, in the order the tables list them (others follow alphabetically).
-ROW_ORDER = ("batmannet_pretrained", "batmannet_scratch", "ecfp_rf", "chemprop")
 REQUIRED = ("dataset", "seed", "row", "label", "metric", "test")
 
 
@@ -115,8 +121,63 @@ def _signed(value: float, dataset: str | None) -> str:
     return text if text.startswith(("-", "–")) else f"+{text}"
 
 
-def _row_sort_key(row: str) -> tuple:
-    return (ROW_ORDER.index(row), row) if row in ROW_ORDER else (len(ROW_ORDER), row)
+@dataclass
+class Paired:
+    """Row ``a`` against row ``b`` on the same dataset, seed by seed.
+
+    Attributes:
+        differences: ``a - b`` per shared seed (in the metric's units).
+        better: per seed, whether ``a`` is better (higher ROC-AUC, lower RMSE / MAE).
+    """
+
+    differences: list[float]
+    better: list[bool]
+
+    @classmethod
+    def of(cls, a: Cell, b: Cell, metric: str) -> Paired:
+        by_seed = dict(zip(b.seeds, b.values))
+        diffs = [va - by_seed[s] for s, va in zip(a.seeds, a.values)
+                 if s in by_seed and not (math.isnan(va) or math.isnan(by_seed[s]))]
+        sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+        return cls(diffs, [sign * d > 0 for d in diffs])
+
+    def text(self, dataset: str | None) -> str:
+        if not self.differences:
+            return "–"
+        return (f"{_signed(float(np.mean(self.differences)), dataset)} "
+                f"({_fmt(float(np.std(self.differences)), dataset)}) {sum(self.better)}/{len(self.better)}")
+
+
+def paired_test(improvements: Sequence[float]) -> dict:
+    """Wilcoxon signed-rank test of direction-adjusted improvements (positive = first row better)
+    over datasets x seeds; a p-value is NaN with fewer than 2 non-zero pairs."""
+    from scipy.stats import wilcoxon
+
+    values = np.asarray(improvements, dtype=np.float64)
+    nonzero = values[values != 0]
+    p = float(wilcoxon(nonzero).pvalue) if len(nonzero) >= 2 else math.nan
+    return {"pairs": int(len(values)), "better": int((values > 0).sum()),
+            "worse": int((values < 0).sum()), "median_improvement": float(np.median(values)) if len(values) else math.nan,
+            "wilcoxon_p": p}
+
+
+def paired_tests(results: Sequence[RunResult], order: Sequence[str]) -> list[dict]:
+    """One line per pair of :data:`bbmn.kinds.PAIRS` present in ``results`` on the datasets of
+    ``order``: the test over all their (dataset, seed) pairs, improvements in each metric's units
+    made positive-is-better."""
+    values = {(r.row, r.dataset, r.seed): r.value for r in results if r.dataset in order}
+    metric_of = {r.dataset: r.metric for r in results}
+    lines = []
+    for a, b, label in PAIRS:
+        improvements = []
+        for (row, dataset, seed), va in values.items():
+            vb = values.get((b, dataset, seed))
+            if row != a or vb is None or math.isnan(va) or math.isnan(vb):
+                continue
+            improvements.append((va - vb) * (1.0 if HIGHER_IS_BETTER[metric_of[dataset]] else -1.0))
+        if improvements:
+            lines.append({"pair": f"{a}-vs-{b}", "label": label, **paired_test(improvements)})
+    return lines
 
 
 def build_table(results: Sequence[RunResult], order: Sequence[str], with_mean: bool) -> pd.DataFrame:
@@ -137,7 +198,7 @@ def build_table(results: Sequence[RunResult], order: Sequence[str], with_mean: b
             cells[(r.row, r.dataset)].seeds.append(r.seed)
             labels[r.row] = r.label
             metric_of[r.dataset] = r.metric
-    ours = sorted(labels, key=_row_sort_key)
+    ours = sorted(labels, key=row_order)
     lines = []
 
     def add(kind: str, row: str, label: str, values: dict[str, tuple[float, float, int]],
@@ -170,10 +231,25 @@ def build_table(results: Sequence[RunResult], order: Sequence[str], with_mean: b
             diff = {d: (ours_values[row][d][0] - numbers[d][0], math.nan, 1)
                     for d in datasets if d in ours_values[row] and d in numbers}
             add("difference", f"{row}-vs-{ref.split(' ')[0]}", f"{labels[row]} − {ref.split(' ')[0]}", diff)
-    if "batmannet_pretrained" in ours_values and "batmannet_scratch" in ours_values:
-        a, b = ours_values["batmannet_pretrained"], ours_values["batmannet_scratch"]
-        diff = {d: (a[d][0] - b[d][0], math.nan, 1) for d in datasets if d in a and d in b}
-        add("difference", "pretrained-vs-scratch", "pre-trained − scratch", diff)
+    tests = {line["pair"]: line for line in paired_tests(results, datasets)}
+    for a, b, label in PAIRS:
+        pairs = {d: Paired.of(cells[(a, d)], cells[(b, d)], metric_of[d]) for d in datasets
+                 if (a, d) in cells and (b, d) in cells}
+        if not any(p.differences for p in pairs.values()):
+            continue
+        for d in datasets:
+            pair = pairs.get(d, Paired([], []))
+            mean = float(np.mean(pair.differences)) if pair.differences else math.nan
+            std = float(np.std(pair.differences)) if pair.differences else math.nan
+            lines.append(dict(kind="paired", row=f"{a}-vs-{b}", label=f"{label} (paired)", dataset=d,
+                              metric=metric_of[d], mean=mean, std=std, n_seeds=len(pair.differences),
+                              text=pair.text(d)))
+        if with_mean:
+            test = tests[f"{a}-vs-{b}"]
+            lines.append(dict(kind="paired", row=f"{a}-vs-{b}", label=f"{label} (paired)",
+                              dataset="mean", metric="mean", mean=test["wilcoxon_p"], std=math.nan,
+                              n_seeds=test["pairs"],
+                              text=f"p = {test['wilcoxon_p']:.3g} ({test['better']}/{test['pairs']} better)"))
     return pd.DataFrame(lines)
 
 
@@ -182,7 +258,7 @@ def _wide(frame: pd.DataFrame) -> pd.DataFrame:
                              aggfunc="first", sort=False)
     columns = [c for c in list(CLASSIFICATION_ORDER) + list(REGRESSION_ORDER) + ["mean"] if c in wide.columns]
     wide = wide[columns].reset_index()
-    order = {"result": 0, "reference": 1, "difference": 2}
+    order = {"result": 0, "paired": 1, "reference": 2, "difference": 3}
     wide["_k"] = wide["kind"].map(order)
     return wide.sort_values("_k", kind="stable").drop(columns="_k")
 
@@ -283,7 +359,10 @@ def caption(kind: str, protocol: str, seeds: Sequence[int], selection: str | Non
             f"epoch with the best validation score ({selection or 'early stop after 30 epochs without improvement'}). "
             f"Reference rows are published numbers (spec section 11); differences are "
             f"our mean minus the reference mean; means are over the datasets shown. "
-            f"[k/n seeds]: only k of n seeds could be scored (a test part with one class only).")
+            f"[k/n seeds]: only k of n seeds could be scored (a test part with one class only). "
+            f"Paired rows: mean (population std) of the per-seed difference on the same split, then "
+            f"on how many seeds the first row is better; their Mean column is a two-sided Wilcoxon "
+            f"signed-rank test over all datasets x seeds (paired.csv).")
     if kind == "classification":
         text += (f" The BatmanNet paper reports a mean of about {BATMANNET_PAPER_CLASSIFICATION_MEAN}"
                  " over all six classification sets.")
@@ -315,6 +394,14 @@ def write_tables(metric_files: Iterable[str | Path], out_dir: str | Path,
             with atomic_path(path) as tmp:
                 tmp.write_text(content)
             written[f"{kind}.{suffix}"] = str(path)
+    # one test per table: ROC-AUC and RMSE differences have different units and are not ranked together
+    paired = pd.DataFrame([{"table": kind, **line}
+                           for kind, order in (("classification", CLASSIFICATION_ORDER),
+                                               ("regression", REGRESSION_ORDER))
+                           for line in paired_tests(results, order)])
+    with atomic_path(out_dir / "paired.csv") as tmp:
+        paired.to_csv(tmp, index=False)
+    written["paired.csv"] = str(out_dir / "paired.csv")
     per_task = per_task_table(results)
     with atomic_path(out_dir / "per_task.csv") as tmp:
         per_task.to_csv(tmp, index=False)

@@ -40,10 +40,12 @@ import torch
 from bbmn.bench import peak_rss_mb
 from bbmn.data.labelled import LabelledData, LabelledPart, load_labelled
 from bbmn.errors import BbmnError
+from bbmn.eval.health import effective_rank, variance_share, view_spread
 from bbmn.eval.metrics import METRICS, is_better, score
 from bbmn.inference.prepare import cleaning_of
 from bbmn.inference.pyfunc import remove_pyfunc, save_pyfunc
 from bbmn.io import atomic_path, sha256_file, write_json
+from bbmn.kinds import FINETUNE_KINDS, RunKind
 from bbmn.models.batmannet import count_parameters
 from bbmn.models.finetune import BatmanNetFinetune, LoadReport, combine_heads
 from bbmn.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -57,7 +59,6 @@ log = logging.getLogger(__name__)
 ENCODER_KEYS = ("hidden", "heads", "depth", "encoder_blocks", "activation")
 #: metrics that fit each task type
 METRICS_FOR = {"classification": ("roc_auc",), "regression": ("rmse", "mae")}
-LABELS = {"pretrained": "BatmanNet (pre-trained)", "scratch": "BatmanNet (scratch)"}
 #: the files a finished run leaves (removed when a run starts)
 RESULTS = ("metrics.json", "predictions.csv", "model.pt")
 
@@ -87,6 +88,15 @@ class FinetuneConfig:
             checkpoint the encoder sizes come from it; a conflicting size is an error.
         threads: torch intra-op threads (0 = leave torch's default).
         deterministic: torch's deterministic algorithms only (see :mod:`bbmn.train.determinism`).
+        inputs: what the heads read: ``both`` (spec), ``graph`` (views only) or ``descriptors``
+            (no encoder; a control).
+        descriptor_scaling: ``standardize`` (on the training part; spec) or ``none``.
+        view_norm: normalization of the pooled views before the heads (``none``, ``batchnorm``,
+            ``standardize``: fixed statistics of the initial encoder on the training part).
+        encoder_lr: multiplier of the learning rate for the encoders' input stages and blocks
+            (GROVER's ``fine_tune_coff``); 0 freezes them and keeps them in evaluation mode.
+        add_positions: add the per-molecule positional code to the encoders' input, as
+            pre-training does (spec section 9 runs fine-tuning without it).
     """
 
     dataset: str = "dataset"
@@ -106,6 +116,11 @@ class FinetuneConfig:
     model: dict[str, Any] = field(default_factory=dict)
     threads: int = 0
     deterministic: bool = False
+    inputs: str = "both"
+    descriptor_scaling: str = "standardize"
+    view_norm: str = "none"
+    encoder_lr: float = 1.0
+    add_positions: bool = False
 
     def training_keys(self) -> dict:
         """The settings that change the trained weights (a resumed checkpoint must match them)."""
@@ -130,6 +145,83 @@ def resolve_model_config(model: dict, pretrained: dict | None) -> dict:
         raise BbmnError(f"model sizes conflict with the pre-trained checkpoint: {text}; the "
                         f"encoder sizes come from the checkpoint, leave them out")
     return {**model, **{k: pretrained[k] for k in ENCODER_KEYS if k in pretrained}}
+
+
+def run_kind(inputs: str, pretrained: bool) -> RunKind:
+    """The table row of a fine-tuning run: what its heads read and where its encoder starts.
+
+    Raises:
+        BbmnError: for a descriptors-only run given a pre-trained checkpoint (it has no encoder).
+    """
+    if inputs == "descriptors":
+        if pretrained:
+            raise BbmnError("a descriptors-only run has no encoder: leave out --checkpoint")
+        return FINETUNE_KINDS["descriptors_only"]
+    init = "pretrained" if pretrained else "scratch"
+    if inputs == "graph":
+        return FINETUNE_KINDS[f"graph_{init}"]
+    if inputs == "both":
+        return FINETUNE_KINDS[init]
+    raise BbmnError(f"unknown inputs {inputs!r}; use both, graph or descriptors")
+
+
+def make_optimizer(model: BatmanNetFinetune, cfg: FinetuneConfig) -> torch.optim.Optimizer:
+    """Adam over the model; the encoders' input stages and blocks at ``encoder_lr`` times the
+    schedule's rate, or, with ``encoder_lr`` 0, left out and frozen."""
+    if cfg.encoder_lr < 0:
+        raise BbmnError(f"encoder_lr must be >= 0, got {cfg.encoder_lr}")
+    encoder = model.encoder_parameters() if model.uses_graph else []
+    in_encoder = {id(p) for p in encoder}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in in_encoder]}]
+    if cfg.encoder_lr > 0:
+        groups.append({"params": encoder, "lr_scale": cfg.encoder_lr})
+    else:
+        for p in encoder:
+            p.requires_grad_(False)
+    return torch.optim.Adam(groups, lr=cfg.init_lr, weight_decay=cfg.weight_decay, fused=True)
+
+
+def part_views(model: BatmanNetFinetune, part: LabelledPart, batch_size: int,
+               raw: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The two pooled views ``(n, h)`` of a part's molecules (evaluation mode); with ``raw``,
+    before the view normalization."""
+    was_training = model.training
+    model.eval()
+    atom, bond = [], []
+    with torch.no_grad():
+        for batch, _, _ in _batches(part, np.arange(len(part)), batch_size):
+            a, b = model.raw_views(batch) if raw else model.views(batch)
+            atom.append(a.numpy())
+            bond.append(b.numpy())
+    model.train(was_training)
+    return np.concatenate(atom).astype(np.float64), np.concatenate(bond).astype(np.float64)
+
+
+def view_health(model: BatmanNetFinetune, part: LabelledPart, batch_size: int) -> dict:
+    """Do the graph views count? Per view, over a part's molecules: the between-molecule spread
+    of the pooled view as the encoder gives it, and, of what its head reads, the effective rank and
+    the share of the input variance (view against descriptors). Empty without graph views."""
+    if not model.uses_graph:
+        return {}
+    raw = part_views(model, part, batch_size, raw=True)
+    normed = part_views(model, part, batch_size) if model.config["view_norm"] != "none" else raw
+    descriptors = (part.descriptors.astype(np.float64) if model.descriptor_dim
+                   else np.zeros((len(part), 0)))
+    return {name: {"spread": view_spread(r), "effective_rank": effective_rank(v),
+                   "input_share": variance_share(v, descriptors)}
+            for name, r, v in zip(("atom", "bond"), raw, normed)}
+
+
+def flat_metrics(prefix: str, nested: dict) -> dict[str, float]:
+    """``{"a": {"b": 1.0}}`` -> ``{"prefix.a.b": 1.0}``: nested numbers as MLflow metric names."""
+    flat = {}
+    for key, value in nested.items():
+        name = f"{prefix}.{key}"
+        if isinstance(value, dict):
+            flat.update(flat_metrics(name, value))
+        elif isinstance(value, (int, float)) and math.isfinite(value):
+            flat[name] = float(value)
+    return flat
 
 
 def _batches(part: LabelledPart, order: np.ndarray, size: int
@@ -249,23 +341,30 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
     remove_pyfunc(out)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    data = load_labelled(cache, descriptors, split)
+    data = load_labelled(cache, descriptors, split, cfg.descriptor_scaling)
     _check_metric(cfg.metric, data.task_type)
-    init = "pretrained" if checkpoint is not None else "scratch"
+    kind = run_kind(cfg.inputs, checkpoint is not None)
+    init = kind.init
     pretrained = load_checkpoint(checkpoint) if checkpoint is not None else None
     model_config = resolve_model_config(cfg.model, pretrained.get("model_config") if pretrained else None)
-    model_config.update(descriptor_dim=data.train.descriptors.shape[1], disagreement=cfg.disagreement)
+    model_config.update(descriptor_dim=data.train.descriptors.shape[1], disagreement=cfg.disagreement,
+                        inputs=cfg.inputs, view_norm=cfg.view_norm, add_positions=cfg.add_positions,
+                        frozen_encoder=cfg.encoder_lr == 0)
 
     seed_everything(cfg.seed)  # fresh weights: the same draws for scratch and pre-trained runs
     model = BatmanNetFinetune(len(data.tasks), data.task_type, **model_config)
     report: LoadReport | None = model.load_pretrained(pretrained) if pretrained is not None else None
     del pretrained
+    if cfg.view_norm == "standardize":  # fixed statistics: the initial encoder's on the training part
+        views = part_views(model, data.train, cfg.eval_batch_size, raw=True)
+        model.atom_view_norm.set_statistics(torch.from_numpy(views[0]))
+        model.bond_view_norm.set_statistics(torch.from_numpy(views[1]))
+    health_at_start = view_health(model, data.train, cfg.eval_batch_size)
 
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
     warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total_steps)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.init_lr, weight_decay=cfg.weight_decay,
-                                 fused=True)
+    optimizer = make_optimizer(model, cfg)
     schedule = NoamSchedule(optimizer, warmup, total_steps, cfg.init_lr, cfg.max_lr, cfg.final_lr)
     selection = _selection(cfg.metric, data)
 
@@ -282,7 +381,7 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
         st = _State(**saved["progress"])
         log.info("resuming from %s: %d epochs done", latest, st.epoch)
     out.mkdir(parents=True, exist_ok=True)
-    params = {**asdict(cfg), "model": model.config, "init": init, "cache": str(cache),
+    params = {**asdict(cfg), "model": model.config, "init": init, "kind": kind.key, "cache": str(cache),
               "descriptors": str(descriptors), "split": data.split,
               "checkpoint": str(checkpoint) if checkpoint else None, "selection": selection,
               "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
@@ -299,9 +398,9 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
         return bool(cfg.max_minutes) and used_minutes() >= cfg.max_minutes
 
     val_batches = list(_batches(data.val, np.arange(len(data.val)), cfg.eval_batch_size))
-    tracker = Tracker(f"finetune-{cfg.dataset}-{init}-seed{cfg.seed}",
+    tracker = Tracker(f"finetune-{cfg.dataset}-{kind.key}-seed{cfg.seed}",
                       tags={"stage": "finetune", "dataset": cfg.dataset, "seed": cfg.seed,
-                            "init": init, "metric": cfg.metric},
+                            "init": init, "kind": kind.key, "metric": cfg.metric},
                       params={k: v for k, v in params.items() if k != "pretrained_weights"},
                       parent=tracking_parent, required=tracking_required)
     resumed_at = started
@@ -339,9 +438,10 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
             log.warning("no epoch gave a finite validation value (%s): scoring the last epoch", selection)
             st.best_epoch, st.best_state = st.epoch, model.state_dict()
         model.load_state_dict(st.best_state)
+        health = {"start": health_at_start, "best_epoch": view_health(model, data.train, cfg.eval_batch_size)}
         metrics = {
             "dataset": cfg.dataset, "seed": cfg.seed, "model": "batmannet", "init": init,
-            "row": f"batmannet_{init}", "label": LABELS[init], "metric": cfg.metric,
+            "row": kind.key, "label": kind.label, "metric": cfg.metric,
             "task_type": data.task_type, "tasks": data.tasks, "split": data.split,
             "best_epoch": st.best_epoch, "epochs_run": st.epoch, "stopped": st.stopped,
             "selection": selection,
@@ -352,6 +452,7 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
             "seconds": round(used_minutes() * 60, 2),
             "molecules_per_s": round(st.train_molecules / max(st.train_seconds, 1e-9), 1),
             "peak_rss_mb": round(peak_rss_mb(), 1),
+            "health": health,
         }
         # the same model as an MLflow pyfunc model (bbmn predict's code path), in the run
         # directory and, when tracking works, as the run's logged model
@@ -360,7 +461,8 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
         tracker.log_metrics({f"test_{cfg.metric}": metrics["test"]["value"],
                              f"best_val_{cfg.metric}": metrics["val"]["value"],
                              "best_epoch": st.best_epoch, "molecules_per_s": metrics["molecules_per_s"],
-                             "peak_rss_mb": metrics["peak_rss_mb"]}, step=st.epoch)
+                             "peak_rss_mb": metrics["peak_rss_mb"], **flat_metrics("health", health)},
+                            step=st.epoch)
         tracker.set_tags({"stopped": st.stopped, "selection": selection})
         tracker.log_artifact(out / "metrics.json")
         tracker.log_artifact(out / "predictions.csv")

@@ -25,6 +25,9 @@ def noam_lr(step: int, warmup_steps: int, total_steps: int, init_lr: float, max_
 class NoamSchedule(torch.optim.lr_scheduler.LRScheduler):
     """:func:`noam_lr` for every parameter group of ``optimizer``; ``step()`` once per batch.
 
+    A group with an ``lr_scale`` entry gets that multiple of the schedule's rate (for example the
+    encoder's learning-rate multiplier of fine-tuning, GROVER's ``fine_tune_coff``).
+
     Args:
         optimizer: the optimizer whose learning rate is set.
         warmup_steps: steps of linear warm-up from ``init_lr`` to ``max_lr``.
@@ -44,4 +47,4 @@ class NoamSchedule(torch.optim.lr_scheduler.LRScheduler):
     def get_lr(self) -> list[float]:
         lr = noam_lr(self.last_epoch, self.warmup_steps, self.total_steps, self.init_lr,
                      self.max_lr, self.final_lr)
-        return [lr for _ in self.optimizer.param_groups]
+        return [lr * group.get("lr_scale", 1.0) for group in self.optimizer.param_groups]

@@ -41,7 +41,7 @@ def test_scratch_run_prints_its_summary_last(tmp_path, bbbp, capsys):
                      "--disagreement", "0.5"))
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert list(summary) == ["dataset", "seed", "init", "metric", "test", "val", "best_epoch",
+    assert list(summary) == ["dataset", "seed", "init", "row", "metric", "test", "val", "best_epoch",
                              "epochs_run", "seconds", "peak_rss_mb"]
     assert summary["init"] == "scratch" and summary["seed"] == 3 and summary["epochs_run"] == 1
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

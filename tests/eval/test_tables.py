@@ -47,8 +47,15 @@ def test_mean_std_and_differences(tmp_path, files):
     assert ref["mean"].iloc[0] == pytest.approx((0.940 + 0.894) / 2)
     diff = frame[(frame.row == "batmannet_pretrained-vs-GROVER-large") & (frame.dataset == "bbbp")].iloc[0]
     assert diff["mean"] == pytest.approx(0.92 - 0.940) and diff["text"] == "-0.020"
-    gain = frame[(frame.row == "pretrained-vs-scratch") & (frame.dataset == "bbbp")].iloc[0]
-    assert gain["mean"] == pytest.approx(0.92 - 0.82) and gain["text"] == "+0.100"
+    gain = frame[(frame.row == "batmannet_pretrained-vs-batmannet_scratch") & (frame.dataset == "bbbp")].iloc[0]
+    # seed by seed: 0.10, 0.08, 0.12; pre-trained better on all three
+    assert gain["kind"] == "paired" and gain["mean"] == pytest.approx(0.10)
+    assert gain["text"] == "+0.100 (0.016) 3/3"
+    test = frame[(frame.row == "batmannet_pretrained-vs-batmannet_scratch") & (frame.dataset == "mean")].iloc[0]
+    assert test["n_seeds"] == 6 and test["mean"] < 0.05 and test["text"].endswith("(6/6 better)")
+    paired = pd.read_csv(written["paired.csv"])
+    line = paired[(paired.table == "classification")].iloc[0]
+    assert (line["pairs"], line["better"], line["worse"]) == (6, 6, 0) and line["wilcoxon_p"] < 0.05
     md = (tmp_path / "tables" / "classification.md").read_text()
     assert "balanced scaffold" in md and "seeds 0, 1, 2" in md and "| BatmanNet (pre-trained) | 0.920 (0.016) |" in md
     assert "\\begin{tabular}" in (tmp_path / "tables" / "classification.tex").read_text()
@@ -57,6 +64,22 @@ def test_mean_std_and_differences(tmp_path, files):
     assert esol["mean"] == pytest.approx(1.1) and "mean" not in set(reg.dataset)
     per_task = pd.read_csv(written["per_task.csv"])
     assert per_task[(per_task.dataset == "bace") & (per_task.task == "y")]["mean"].iloc[0] == pytest.approx(0.9)
+
+
+def test_paired_rows_count_lower_rmse_as_better(tmp_path):
+    files = []
+    for seed, (a, b) in enumerate([(1.0, 1.2), (1.1, 1.2), (1.2, 1.1)]):
+        files.append(metric_file(tmp_path, "esol", seed, "batmannet_pretrained", a, "rmse"))
+        files.append(metric_file(tmp_path, "esol", seed, "batmannet_scratch", b, "rmse"))
+        files.append(metric_file(tmp_path, "esol", seed, "probe_random", 2.0, "rmse"))  # no partner row
+    written = write_tables(files, tmp_path / "t")
+    reg = pd.read_csv(written["regression.csv"])
+    gain = reg[reg.row == "batmannet_pretrained-vs-batmannet_scratch"].iloc[0]
+    assert gain["text"] == "-0.067 (0.125) 2/3" and gain["mean"] == pytest.approx(-0.2 / 3)
+    assert not reg.row.str.startswith("probe_pretrained-vs").any()
+    line = pd.read_csv(written["paired.csv"]).iloc[0]
+    assert (line["table"], line["pairs"], line["better"], line["worse"]) == ("regression", 3, 2, 1)
+    assert line["median_improvement"] == pytest.approx(0.1)
 
 
 def test_protocol_mix_and_duplicates_are_errors(tmp_path, files):

@@ -275,3 +275,29 @@ def test_raw_atom_features_are_what_the_readouts_concatenate():
     assert model.node_encoder.readout.ffn.expand.in_features == 32 + ATOM_DIM
     assert model.edge_encoder.atom_readout.ffn.expand.in_features == 32 + ATOM_DIM
     assert not hasattr(model.edge_encoder, "readout")  # no edge-level readout
+
+
+def test_positional_code_switch_changes_the_views_and_nothing_else():
+    batch, desc = inputs()
+    plain, coded = small(seed=3).eval(), small(seed=3, add_positions=True).eval()
+    coded.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        a, b = plain.views(batch), coded.views(batch)
+    assert not torch.allclose(a[0], b[0])
+    # one-atom molecules have position 0 only, whose code is the table's first real row
+    assert coded.config["add_positions"] and not plain.config["add_positions"]
+
+
+def test_view_norm_is_saved_with_the_weights():
+    model = small(view_norm="standardize")
+    batch, desc = inputs()
+    views = model.raw_views(batch)[0].detach()
+    model.atom_view_norm.set_statistics(views)
+    normed = model.atom_view_norm(views)
+    assert torch.allclose(normed.mean(0), torch.zeros(views.shape[1]), atol=1e-5)
+    assert torch.allclose(normed.std(0, unbiased=False), torch.ones(views.shape[1]), atol=1e-2)
+    rebuilt = BatmanNetFinetune.from_config(model.config)
+    rebuilt.load_state_dict(model.state_dict())
+    assert torch.equal(rebuilt.atom_view_norm(views), normed)
+    with pytest.raises(ValueError, match="unknown view normalization"):
+        small(view_norm="l2")

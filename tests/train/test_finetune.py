@@ -28,7 +28,7 @@ from tests.models.test_finetune import SMALL, make_pretrained
 BBMN = str(Path(sys.executable).with_name("bbmn"))
 SCHEMA = {"dataset", "seed", "model", "init", "row", "label", "metric", "task_type", "tasks", "split",
           "best_epoch", "epochs_run", "stopped", "selection", "val", "test", "checkpoint", "seconds",
-          "molecules_per_s", "peak_rss_mb"}
+          "molecules_per_s", "peak_rss_mb", "health"}
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +77,18 @@ def test_pretrained_run_writes_what_the_table_and_predict_need(tmp_path, bbbp, p
     assert json.loads((run / "metrics.json").read_text()) == metrics
     assert set(metrics) == SCHEMA
     assert metrics | {"split": None, "val": None, "test": None, "seconds": None, "molecules_per_s": None,
-                      "peak_rss_mb": None, "best_epoch": None} == {
+                      "peak_rss_mb": None, "best_epoch": None, "health": None} == {
         "dataset": "bbbp", "seed": 1, "model": "batmannet", "init": "pretrained",
         "row": "batmannet_pretrained", "label": "BatmanNet (pre-trained)", "metric": "roc_auc",
         "task_type": "classification", "tasks": ["p_np"], "split": None, "best_epoch": None,
         "epochs_run": 3, "stopped": "epochs", "selection": "val_metric", "val": None, "test": None,
         "checkpoint": {"path": str(pretrained), "loaded": 60, "fresh": 18}, "seconds": None,
-        "molecules_per_s": None, "peak_rss_mb": None}
+        "molecules_per_s": None, "peak_rss_mb": None, "health": None}
+    # representation health of both views, at the start and at the kept epoch
+    for when in ("start", "best_epoch"):
+        for view in ("atom", "bond"):
+            h = metrics["health"][when][view]
+            assert h["spread"] > 0 and 1 <= h["effective_rank"] <= 100 and 0 < h["input_share"] < 1
     assert metrics["split"] == {"path": str(bbbp["split1"]), "method": "balanced_scaffold", "seed": 1,
                                 "train": 120, "val": 15, "test": 15}
     assert 0 < metrics["test"]["value"] <= 1 and 0 < metrics["val"]["value"] <= 1
