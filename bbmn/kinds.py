@@ -54,6 +54,7 @@ FINETUNE_KINDS: dict[str, RunKind] = {
 PROBE_KINDS: dict[str, RunKind] = {
     "pretrained": RunKind("probe_pretrained", "Linear probe (pre-trained encoder)", "tab:purple"),
     "random": RunKind("probe_random", "Linear probe (random encoder)", "tab:pink"),
+    "finetuned": RunKind("probe_finetuned", "Linear probe (fine-tuned encoder)", "tab:brown"),
 }
 
 #: Baselines trained on the same split files (``bbmn baseline``).

@@ -7,6 +7,7 @@ from pathlib import Path
 from bbmn.config import prepare_config
 from bbmn.data.sources import check_sources, default_digest_cache
 from bbmn.errors import BbmnError
+from bbmn.kinds import FINETUNE_KINDS
 
 try:
     _prepared = prepare_config(
@@ -37,6 +38,7 @@ SPLIT = config["split"]
 SEEDS = SPLIT["seeds"]
 PRETRAIN = config["pretrain"]
 FINETUNE = config["finetune"]
+PROBE = config["probe"]
 BASELINES = config["baselines"]
 TRACKING = config["tracking"]
 TRACKING_RECORD = f"{RESULTS}/tracking/parent_run.json"
@@ -117,6 +119,8 @@ def pretrain_args():
         p["max_minutes"],
         "--val-batches",
         p["val_batches"],
+        "--validate-every",
+        p["validate_every"],
         "--seed",
         p["seed"],
         "--init-lr",
@@ -138,6 +142,8 @@ def pretrain_args():
     ]
     for key, value in p["model"].items():
         args += [f"--{key.replace('_', '-')}", value]
+    if p["snapshot_steps"]:
+        args += ["--snapshot-steps", *sorted(p["snapshot_steps"])]
     if not p["dynamic_mask"]:
         args.append("--static-mask")
     if p["bf16"]:
@@ -202,6 +208,30 @@ def pretrained_model():
     return f"{RESULTS}/pretrain/{config['run']['corpus']}/model.pt"
 
 
+def snapshot_path(step, corpus="{corpus}"):
+    """A pre-training snapshot: the model after ``step`` steps (pretrain.snapshot_steps)."""
+    return f"{RESULTS}/pretrain/{corpus}/snapshots/step-{step}.pt"
+
+
+def probe_encoders():
+    """Encoders the probe reads: pretrained, random, and step<N> per snapshot when asked."""
+    snapshots = (
+        [f"step{n}" for n in sorted(PRETRAIN["snapshot_steps"])]
+        if PROBE["snapshots"]
+        else []
+    )
+    return list(PROBE["encoders"]) + snapshots
+
+
+def probe_checkpoint(encoder):
+    """The model file a probe encoder reads (none for the random encoder)."""
+    if encoder == "pretrained":
+        return pretrained_model()
+    if encoder.startswith("step"):
+        return snapshot_path(encoder[4:], config["run"]["corpus"])
+    return []
+
+
 def finetune_args():
     """bbmn finetune options from the `finetune` section; passed as params, so a change reruns."""
     f = FINETUNE
@@ -232,12 +262,30 @@ def finetune_args():
         f["head_dropout"],
         "--dropout",
         PRETRAIN["model"]["dropout"],
+        "--descriptor-scaling",
+        f["descriptor_scaling"],
+        "--view-norm",
+        f["view_norm"],
+        "--encoder-lr",
+        f["encoder_lr"],
     ]
+    if f["add_positions"]:
+        args.append("--add-positions")
     if config["run"]["deterministic"]:
         args.append("--deterministic")
     if TRACKING["required"]:
         args.append("--tracking-required")
     return shlex.join(str(a) for a in args)
+
+
+def finetune_kind_args(kind, checkpoint):
+    """What a fine-tuning kind changes (bbmn.kinds.FINETUNE_KINDS): the heads' inputs, and the
+    pre-trained checkpoint or the scratch architecture."""
+    entry = FINETUNE_KINDS[kind]
+    start = (
+        f"--checkpoint {checkpoint}" if entry.init == "pretrained" else scratch_args()
+    )
+    return f"--inputs {entry.inputs} {start}"
 
 
 def scratch_args():
@@ -262,13 +310,73 @@ def finetune_runtime_minutes():
     return 60 if FINETUNE["epochs"] <= 10 else 12 * 60
 
 
+def finetune_dir(name, kind, seed):
+    """Run directory of one fine-tuning run (metrics.json, predictions.csv, model.pt)."""
+    return f"{RESULTS}/finetune/{name}/{kind}/seed{seed}"
+
+
 def finetune_targets():
     return [
-        f"{RESULTS}/finetune/{name}/{init}/seed{seed}/metrics.json"
+        f"{finetune_dir(name, kind, seed)}/metrics.json"
         for name in config["run"]["datasets"]
-        for init in FINETUNE["inits"]
+        for kind in FINETUNE["kinds"]
         for seed in SEEDS
     ]
+
+
+def prepared_datasets():
+    """The datasets whose caches and splits are built: all registered ones, or the run's."""
+    run = config["run"]
+    return list(config["datasets"]) if run["prepare"] == "all" else run["datasets"]
+
+
+def probe_datasets():
+    names = PROBE["datasets"]
+    return prepared_datasets() if names == "all" else names
+
+
+def probe_dir(name, encoder):
+    """Directory of a dataset's probes of one encoder: seed<N>/metrics.json, health.json."""
+    return f"{RESULTS}/probe/{name}/{encoder}"
+
+
+def probe_targets(names=None):
+    """metrics.json of every probe seed run, for ``names`` (default: every probed dataset)."""
+    return [
+        f"{probe_dir(name, encoder)}/seed{seed}/metrics.json"
+        for name in (probe_datasets() if names is None else names)
+        for encoder in probe_encoders()
+        for seed in SEEDS
+    ]
+
+
+def probe_args(encoder, checkpoint):
+    """bbmn probe's encoder options: the run's pre-trained model or a snapshot of it, or a random
+    encoder of its sizes."""
+    if encoder != "random":
+        args = ["--checkpoint", checkpoint]
+        if encoder.startswith("step"):  # a snapshot: a row of its own
+            args += ["--tag", encoder]
+    else:
+        m = PRETRAIN["model"]
+        args = [
+            "--random-init",
+            "--init-seed",
+            0,
+            "--hidden",
+            m["hidden"],
+            "--heads",
+            m["heads"],
+            "--depth",
+            m["depth"],
+            "--encoder-blocks",
+            m["encoder_blocks"],
+        ]
+    if PROBE["add_positions"]:
+        args.append("--add-positions")
+    if TRACKING["required"]:
+        args.append("--tracking-required")
+    return shlex.join(str(a) for a in args)
 
 
 def baseline_targets():
@@ -311,8 +419,8 @@ def run_files(name, filename):
     """``filename`` (metrics.json, predictions.csv) of every fine-tuning and baseline run of a
     dataset, as the table step reads them."""
     return [
-        f"{RESULTS}/finetune/{name}/{init}/seed{seed}/{filename}"
-        for init in FINETUNE["inits"]
+        f"{finetune_dir(name, kind, seed)}/{filename}"
+        for kind in FINETUNE["kinds"]
         for seed in SEEDS
     ] + [
         f"{RESULTS}/baselines/{name}/{model}/seed{seed}/{filename}"
@@ -329,11 +437,15 @@ def report_targets():
         for name in config["run"]["datasets"]
         if config["datasets"][name]["task"] == "classification"
     ]
-    return [
-        f"{FIGURES}/pretrain_{config['run']['corpus']}.png",
-        f"{FIGURES}/comparison.png",
-        f"{FIGURES}/tables.html",
-    ] + [f"{FIGURES}/roc_{name}.png" for name in classification]
+    return (
+        [
+            f"{FIGURES}/pretrain_{config['run']['corpus']}.png",
+            f"{FIGURES}/comparison.png",
+            f"{FIGURES}/tables.html",
+        ]
+        + ([f"{FIGURES}/health.png"] if probe_targets() else [])
+        + [f"{FIGURES}/roc_{name}.png" for name in classification]
+    )
 
 
 def overview_target():
@@ -345,14 +457,15 @@ def all_targets():
     """Caches and splits of the datasets to prepare, descriptors of the ones this run trains
     on, and the cache of the pre-training corpus."""
     run = config["run"]
-    prepare = config["datasets"] if run["prepare"] == "all" else run["datasets"]
     targets = []
-    for name in prepare:
+    for name in prepared_datasets():
         targets.append(f"{DATA}/cache/{name}.parquet")
         targets += [split_path(name, seed) for seed in SEEDS]
     targets += [f"{DATA}/descriptors/{name}.parquet" for name in run["datasets"]]
     targets.append(pretrained_model())
     targets.append(f"{RESULTS}/tables/classification.md")
+    if probe_encoders() and probe_datasets():
+        targets.append(f"{RESULTS}/tables/probe/classification.md")
     targets += report_targets()
     targets.append(overview_target())
     targets += use_targets()
@@ -413,7 +526,7 @@ def predict_models(name):
     entry = _use_entry("predict", name)
     init = entry.get("init", "pretrained")
     return [
-        f"{RESULTS}/finetune/{entry['dataset']}/{init}/seed{seed}/model.pt"
+        f"{finetune_dir(entry['dataset'], init, seed)}/model.pt"
         for seed in entry.get("seeds") or SEEDS
     ]
 
@@ -432,7 +545,7 @@ def embed_checkpoint(name):
     if not entry.get("dataset"):
         return pretrained_model()
     init = entry.get("init", "pretrained")
-    return f"{RESULTS}/finetune/{entry['dataset']}/{init}/seed{entry.get('seed', 0)}/model.pt"
+    return f"{finetune_dir(entry['dataset'], init, entry.get('seed', 0))}/model.pt"
 
 
 def embed_args(name):

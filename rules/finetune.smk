@@ -6,15 +6,17 @@ rule finetune:
         cache=f"{DATA}/cache/{{name}}.parquet",
         descriptors=f"{DATA}/descriptors/{{name}}.parquet",
         split=lambda wc: split_path(wc.name, wc.seed),
-        pretrained=lambda wc: pretrained_model() if wc.init == "pretrained" else [],
+        pretrained=lambda wc: (
+            pretrained_model() if FINETUNE_KINDS[wc.kind].init == "pretrained" else []
+        ),
     output:
-        metrics=f"{RESULTS}/finetune/{{name}}/{{init}}/seed{{seed}}/metrics.json",
-        predictions=f"{RESULTS}/finetune/{{name}}/{{init}}/seed{{seed}}/predictions.csv",
-        model=f"{RESULTS}/finetune/{{name}}/{{init}}/seed{{seed}}/model.pt",
+        metrics=f"{finetune_dir('{name}', '{kind}', '{seed}')}/metrics.json",
+        predictions=f"{finetune_dir('{name}', '{kind}', '{seed}')}/predictions.csv",
+        model=f"{finetune_dir('{name}', '{kind}', '{seed}')}/model.pt",
     log:
-        f"{LOGS}/finetune/{{name}}/{{init}}/seed{{seed}}.log",
+        f"{LOGS}/finetune/{{name}}/{{kind}}/seed{{seed}}.log",
     wildcard_constraints:
-        init="pretrained|scratch",
+        kind="|".join(FINETUNE_KINDS),
     conda:
         "../envs/train.yaml"
     threads: FINETUNE["threads"]
@@ -24,23 +26,20 @@ rule finetune:
         gpu=0,
     params:
         metric=lambda wc: config["datasets"][wc.name]["metric"],
-        init=lambda wc, input: (
-            f"--checkpoint {input.pretrained}"
-            if wc.init == "pretrained"
-            else scratch_args()
-        ),
+        kind=lambda wc, input: finetune_kind_args(wc.kind, input.pretrained),
         options=finetune_args(),
         tracking=TRACKING_RECORD,
     shell:
         "bbmn finetune {input.cache} --descriptors {input.descriptors} --split {input.split}"
         " --out $(dirname {output.metrics}) --dataset {wildcards.name} --metric {params.metric}"
-        " --seed {wildcards.seed} {params.init} {params.options} --threads {threads}"
+        " --seed {wildcards.seed} {params.kind} {params.options} --threads {threads}"
         " --tracking-parent {params.tracking} > {log} 2>&1"
 
 
 rule table:
     input:
         finetune_targets(),
+        probe_targets(config["run"]["datasets"]),
         baseline_targets(),
     output:
         classification_md=f"{RESULTS}/tables/classification.md",
@@ -73,3 +72,57 @@ rule table:
     shell:
         "bbmn table {input} --out-dir $(dirname {output.classification_md})"
         " --selection '{params.selection}' --tracking-parent {params.tracking} > {log} 2>&1"
+
+
+rule probe:
+    input:
+        cache=f"{DATA}/cache/{{name}}.parquet",
+        splits=lambda wc: [split_path(wc.name, seed) for seed in SEEDS],
+        pretrained=lambda wc: probe_checkpoint(wc.encoder),
+    output:
+        metrics=[
+            f"{probe_dir('{name}', '{encoder}')}/seed{seed}/metrics.json"
+            for seed in SEEDS
+        ],
+        predictions=[
+            f"{probe_dir('{name}', '{encoder}')}/seed{seed}/predictions.csv"
+            for seed in SEEDS
+        ],
+        health=f"{probe_dir('{name}', '{encoder}')}/health.json",
+    log:
+        f"{LOGS}/probe/{{name}}/{{encoder}}.log",
+    wildcard_constraints:
+        encoder=r"pretrained|random|step\d+",
+    conda:
+        "../envs/train.yaml"
+    threads: PROBE["threads"]
+    resources:
+        mem_mb=3000,
+        runtime=60,
+        gpu=0,
+    params:
+        metric=lambda wc: config["datasets"][wc.name]["metric"],
+        encoder=lambda wc, input: probe_args(wc.encoder, input.pretrained),
+        tracking=TRACKING_RECORD,
+    shell:
+        "bbmn probe {input.cache} --splits {input.splits} --out $(dirname {output.health})"
+        " --dataset {wildcards.name} --metric {params.metric} {params.encoder}"
+        " --threads {threads} --tracking-parent {params.tracking} > {log} 2>&1"
+
+
+rule probe_table:
+    input:
+        probe_targets(),
+    output:
+        classification_md=f"{RESULTS}/tables/probe/classification.md",
+        regression_md=f"{RESULTS}/tables/probe/regression.md",
+        paired=f"{RESULTS}/tables/probe/paired.csv",
+    log:
+        f"{LOGS}/table_probe.log",
+    conda:
+        "../envs/train.yaml"
+    params:
+        selection="linear probe of the frozen encoder, regularization chosen on validation",
+    shell:
+        "bbmn table {input} --out-dir $(dirname {output.classification_md})"
+        " --selection '{params.selection}' > {log} 2>&1"

@@ -7,6 +7,7 @@ rule pretrain:
     output:
         model=f"{RESULTS}/pretrain/{{corpus}}/model.pt",
         summary=f"{RESULTS}/pretrain/{{corpus}}/summary.json",
+        snapshots=[snapshot_path(step) for step in sorted(PRETRAIN["snapshot_steps"])],
     log:
         f"{LOGS}/pretrain/{{corpus}}.log",
     conda:

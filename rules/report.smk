@@ -27,6 +27,7 @@ rule plot_pretrain:
 rule plot_comparison:
     input:
         finetune_targets(),
+        probe_targets(config["run"]["datasets"]),
         baseline_targets(),
     output:
         png=report(
@@ -67,6 +68,28 @@ rule plot_roc:
         runtime=10,
     shell:
         "bbmn plot roc {input.metrics} --out {output.png} > {log} 2>&1"
+
+
+rule plot_health:
+    input:
+        probe_targets(),
+        finetune_targets(),
+    output:
+        png=report(
+            f"{FIGURES}/health.png",
+            caption="../workflow/report/health.rst",
+            category="Representation health",
+        ),
+        svg=f"{FIGURES}/health.svg",
+    log:
+        f"{LOGS}/plot/health.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "bbmn plot health {input} --out {output.png} > {log} 2>&1"
 
 
 rule plot_tables:

@@ -115,14 +115,20 @@ def write_predictions(path: str | Path, data: Dataset, part: str, pred: np.ndarr
         pd.DataFrame(columns).to_csv(tmp, index=False, na_rep="", float_format="%.10g")
 
 
-def write_metrics(path: str | Path, data: Dataset, *, seed: int, model: str, label: str, metric: str,
-                  selected: Mapping, val: Score, test: Score, seconds: float,
-                  init: str | None = None) -> dict:
-    """The run's metrics.json, in the schema fine-tuning runs write and the table step reads."""
-    record = {"dataset": data.name, "seed": int(seed), "model": model, "init": init, "row": model,
-              "label": label, "metric": metric, "task_type": data.task_type, "tasks": list(data.tasks),
-              "split": dict(data.split), "selected": dict(selected), "val": val.as_dict(),
-              "test": test.as_dict(), "seconds": round(float(seconds), 3)}
+def metrics_record(data: Dataset, *, seed: int, model: str, label: str, metric: str, selected: Mapping,
+                   val: Score, test: Score, seconds: float, init: str | None = None,
+                   row: str | None = None, **extra) -> dict:
+    """A run's metrics.json content, in the schema fine-tuning runs write and the table step reads;
+    ``row`` defaults to ``model``, ``extra`` keys follow the schema's."""
+    return {"dataset": data.name, "seed": int(seed), "model": model, "init": init, "row": row or model,
+            "label": label, "metric": metric, "task_type": data.task_type, "tasks": list(data.tasks),
+            "split": dict(data.split), "selected": dict(selected), "val": val.as_dict(),
+            "test": test.as_dict(), "seconds": round(float(seconds), 3), **extra}
+
+
+def write_metrics(path: str | Path, data: Dataset, **fields) -> dict:
+    """Write :func:`metrics_record` to ``path``; return it."""
+    record = metrics_record(data, **fields)
     write_json(path, record)
     return record
 

@@ -214,6 +214,88 @@ def plot_comparison(metric_files: Sequence[str | Path], out: str | Path) -> dict
 
 
 # ---------------------------------------------------------------------------------------------
+# Representation health
+
+
+def read_health(metric_files: Sequence[str | Path]) -> tuple[dict, dict]:
+    """Health records of probe and fine-tuning runs, from their metrics.json.
+
+    Returns:
+        ``probes``: ``{(dataset, row): health}`` (one per dataset and encoder: the probe's health
+        is the encoder's, the same for every seed); ``finetunes``: ``{(dataset, row): [health at
+        the kept epoch, one per seed]}``.
+    """
+    probes: dict[tuple[str, str], dict] = {}
+    finetunes: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for path in metric_files:
+        try:
+            m = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise BbmnError(f"cannot read metric file {path}: {exc}") from None
+        health = m.get("health")
+        if not health:
+            continue
+        if "stage_cosine" in health:
+            if m["row"] in BY_KEY:  # the run's pre-trained and random encoders, not snapshots
+                probes.setdefault((m["dataset"], m["row"]), health)
+        elif health.get("best_epoch"):
+            finetunes[(m["dataset"], m["row"])].append(health["best_epoch"])
+    return probes, dict(finetunes)
+
+
+def plot_health(metric_files: Sequence[str | Path], out: str | Path) -> dict[str, str]:
+    """Do the graph views count? Four panels from probe and fine-tuning runs' health records:
+    within-molecule cosine of the atom and edge states after each block (over-smoothing), each
+    encoder's between-molecule spread and effective rank of the pooled views per dataset, and the
+    views' share of the heads' input variance at the kept fine-tuning epoch."""
+    probes, finetunes = read_health(metric_files)
+    if not probes and not finetunes:
+        raise BbmnError("no health records in the given metric files (probe or fine-tuning runs)")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 5, figsize=(21, 3.9))
+    rows = sorted({row for _, row in probes}, key=row_order)
+    datasets = _dataset_order({d for d, _ in probes} | {d for d, _ in finetunes})
+    for branch, ax in zip(("atom", "edge"), axes[:2]):
+        for row in rows:
+            curves = np.array([probes[(d, row)]["stage_cosine"][branch] for d in datasets
+                               if (d, row) in probes], dtype=float)
+            ax.plot(np.arange(curves.shape[1]), curves.T, color=colour_of(row), alpha=0.25, lw=0.8)
+            ax.plot(np.arange(curves.shape[1]), np.nanmean(curves, axis=0), "o-", color=colour_of(row),
+                    lw=2, ms=4, label=f"{label_of(row)}, mean over datasets")
+        ax.set(xlabel="stage (0 = input stage, k = after block k)",
+               ylabel=f"mean cosine of two {branch}s' states", ylim=(0, 1.02),
+               title=f"{branch.capitalize()} states of a molecule: over-smoothing")
+    x = np.arange(len(datasets))
+    ticks = [DISPLAY_NAMES.get(d, d) for d in datasets]
+
+    def bars(ax, series: dict[str, list[float]], title: str, ylabel: str) -> None:
+        width = 0.8 / max(len(series), 1)
+        for k, (row, values) in enumerate(series.items()):
+            ax.bar(x + k * width, values, width, color=colour_of(row), label=label_of(row))
+        ax.set_xticks(x + 0.4 - width / 2, ticks, rotation=45, fontsize=7)
+        ax.set(title=title, ylabel=ylabel)
+
+    def both_views(row: str, key: str) -> list[float]:  # mean of the atom and the bond view
+        return [float(np.mean([probes[(d, row)][v][key] for v in ("atom", "bond")]))
+                if (d, row) in probes else math.nan for d in datasets]
+
+    bars(axes[2], {row: both_views(row, "spread") for row in rows},
+         "Pooled views: between-molecule spread", "std across molecules (mean of both views)")
+    bars(axes[3], {row: both_views(row, "effective_rank") for row in rows},
+         "Pooled views: effective rank", "effective rank (mean of both views)")
+    kinds = sorted({row for _, row in finetunes}, key=row_order)
+    bars(axes[4], {row: [float(np.mean([h["atom"]["input_share"] for h in finetunes[(d, row)]]))
+                         if (d, row) in finetunes else math.nan for d in datasets] for row in kinds},
+         "Fine-tuning: what the heads read", "atom view's share of head input variance")
+    axes[4].set_ylim(0, 1.02)
+    for ax in axes:
+        if ax.has_data():
+            ax.legend(frameon=False, fontsize=6)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+# ---------------------------------------------------------------------------------------------
 # ROC curves
 
 

@@ -51,7 +51,7 @@ from bbmn.models.finetune import BatmanNetFinetune, LoadReport, combine_heads
 from bbmn.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from bbmn.train.determinism import deterministic, seed_everything
 from bbmn.train.schedule import NoamSchedule
-from bbmn.train.tracking import Tracker, config_hash
+from bbmn.train.tracking import Tracker, config_hash, flat_metrics
 
 log = logging.getLogger(__name__)
 
@@ -210,18 +210,6 @@ def view_health(model: BatmanNetFinetune, part: LabelledPart, batch_size: int) -
     return {name: {"spread": view_spread(r), "effective_rank": effective_rank(v),
                    "input_share": variance_share(v, descriptors)}
             for name, r, v in zip(("atom", "bond"), raw, normed)}
-
-
-def flat_metrics(prefix: str, nested: dict) -> dict[str, float]:
-    """``{"a": {"b": 1.0}}`` -> ``{"prefix.a.b": 1.0}``: nested numbers as MLflow metric names."""
-    flat = {}
-    for key, value in nested.items():
-        name = f"{prefix}.{key}"
-        if isinstance(value, dict):
-            flat.update(flat_metrics(name, value))
-        elif isinstance(value, (int, float)) and math.isfinite(value):
-            flat[name] = float(value)
-    return flat
 
 
 def _batches(part: LabelledPart, order: np.ndarray, size: int

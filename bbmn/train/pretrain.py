@@ -232,6 +232,10 @@ def _pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig,
     # the spec's 1 of 16 epochs; a step budget shrinks the warm-up in proportion
     warmup = min(int(round(total_steps * cfg.warmup_epochs / cfg.epochs)), total_steps)
 
+    beyond = [n for n in cfg.snapshot_steps if n > total_steps or n < 0]
+    if beyond:
+        raise BbmnError(f"snapshot steps {beyond} are outside this run's 0..{total_steps} steps "
+                        f"({steps_per_epoch} per epoch)")
     model = BatmanNet(**{"mask_ratio": cfg.mask_ratio, **cfg.model}).to(ctx.device)
     n_params = count_parameters(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.init_lr, weight_decay=cfg.weight_decay,

@@ -15,9 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -251,4 +252,18 @@ def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
             flat.update(_flatten(value, f"{name}."))
         else:
             flat[name] = value
+    return flat
+
+
+def flat_metrics(prefix: str, nested: Mapping | Sequence) -> dict[str, float]:
+    """``{"atom": {"spread": 0.1}, "stage_cosine": {"atom": [.9, .8]}}`` -> ``{"<prefix>.atom.spread":
+    0.1, "<prefix>.stage_cosine.atom.0": 0.9, ...}``: nested finite numbers as MLflow metric names."""
+    flat: dict[str, float] = {}
+    items = nested.items() if isinstance(nested, Mapping) else enumerate(nested)
+    for key, value in items:
+        name = f"{prefix}.{key}"
+        if isinstance(value, (Mapping, list, tuple)):
+            flat.update(flat_metrics(name, value))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            flat[name] = float(value)
     return flat

@@ -24,7 +24,7 @@ from tests.conftest import REPO, TEST_DATA
 from tests.workflow.test_workflow import SNAKEMAKE
 
 CONFIG = ["preset=tiny", "run={datasets: [bbbp], deterministic: true}", "split={seeds: [0]}",
-          "finetune={inits: [pretrained], epochs: 4}", "pretrain={max_steps: 36}"]
+          "finetune={kinds: [pretrained], epochs: 4}", "pretrain={max_steps: 36}"]
 TARGET = "results/tables/classification.md"  # the tables (not the figures): everything that trains
 PRETRAIN = Path("results/pretrain/zinc200")
 FINETUNE = Path("results/finetune/bbbp/pretrained/seed0")
