@@ -141,7 +141,11 @@ def pretrain_args():
         max(1, p["threads"] // p["nproc"]),
     ]
     for key, value in p["model"].items():
-        args += [f"--{key.replace('_', '-')}", value]
+        flag = f"--{key.replace('_', '-')}"
+        if isinstance(value, bool):
+            args.append(flag if value else f"--no-{key.replace('_', '-')}")
+        else:
+            args += [flag, value]
     if p["snapshot_steps"]:
         args += ["--snapshot-steps", *sorted(p["snapshot_steps"])]
     if not p["dynamic_mask"]:
@@ -303,6 +307,7 @@ def scratch_args():
             "--encoder-blocks",
             m["encoder_blocks"],
         ]
+        + (["--residual"] if m["residual"] else [])
     )
 
 

@@ -56,6 +56,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--depth", type=int, help="message-passing depth")
     g.add_argument("--encoder-blocks", type=int, help="blocks per encoder branch")
     g.add_argument("--activation", help="activation (prelu, relu, gelu, elu, tanh)")
+    g.add_argument("--residual", action="store_true", default=None,
+                   help="blocks that add their input back (a checkpoint's own setting otherwise)")
     g.add_argument("--dropout", type=float, default=0.1, help="dropout in encoders and readouts")
     g.add_argument("--head-hidden", type=int, default=200, help="hidden width of each head")
     g.add_argument("--head-dropout", type=float, default=0.1, help="dropout in the heads")
@@ -70,7 +72,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def model_config(args: argparse.Namespace) -> dict:
     """Model arguments; encoder sizes only when given (a checkpoint supplies them otherwise)."""
-    sizes = {k: getattr(args, k) for k in ("hidden", "heads", "depth", "encoder_blocks", "activation")}
+    sizes = {k: getattr(args, k) for k in ("hidden", "heads", "depth", "encoder_blocks", "activation",
+                                           "residual")}
     return {**{k: v for k, v in sizes.items() if v is not None}, "dropout": args.dropout,
             "head_hidden": args.head_hidden, "head_dropout": args.head_dropout}
 

@@ -22,6 +22,8 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
                    help="positional code index: within the molecule, or the reference's batch-wide one")
     g.add_argument("--mask-token", choices=("zero", "learned"), default="zero",
                    help="what masked items carry into the decoder besides the positional code")
+    g.add_argument("--residual", action=argparse.BooleanOptionalAction, default=False,
+                   help="every block adds its input back (GROVER's res_connection; the reference: no)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -66,7 +68,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def model_config(args: argparse.Namespace) -> dict:
     return dict(hidden=args.hidden, heads=args.heads, depth=args.depth,
                 encoder_blocks=args.encoder_blocks, decoder_blocks=args.decoder_blocks,
-                dropout=args.dropout, positions=args.positions, mask_token=args.mask_token)
+                dropout=args.dropout, positions=args.positions, mask_token=args.mask_token,
+                residual=args.residual)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -43,6 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     for name in SIZES:
         random.add_argument(f"--{name.replace('_', '-')}", type=int, default=argparse.SUPPRESS,
                             help=f"{name.replace('_', ' ')} of the random BatmanNet")
+    random.add_argument("--residual", action="store_true", default=argparse.SUPPRESS,
+                        help="blocks that add their input back (as a residual pre-trained model)")
     p.add_argument("--tag", help="a row of its own: appended to the row key and label (e.g. step500 "
                    "for a pre-training snapshot)")
     p.add_argument("--name", help="the external encoder's name (--embeddings only): 'Linear probe (NAME)'")
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         raise BbmnError("--name names an external encoder: it goes with --embeddings")
     if args.embeddings and args.add_positions:
         raise BbmnError("--add-positions changes how bbmn runs an encoder; it does nothing to --embeddings")
-    random_init = {k: getattr(args, k) for k in (*SIZES, "init_seed") if hasattr(args, k)}
+    random_init = {k: getattr(args, k) for k in (*SIZES, "init_seed", "residual") if hasattr(args, k)}
     if random_init and not args.random_init:
         flags = ", ".join(f"--{k.replace('_', '-')}" for k in random_init)
         raise BbmnError(f"{flags} set up a random encoder: they go with --random-init")

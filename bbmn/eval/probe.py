@@ -285,10 +285,11 @@ def checkpoint_encoder(path: str | Path):
     return net.eval(), info
 
 
-def random_encoder(seed: int = 0, **sizes: int):
+def random_encoder(seed: int = 0, residual: bool = False, **sizes: int):
     """A BatmanNet initialised from ``torch.manual_seed(seed)`` (torch's global generator is left
     as it was), in evaluation mode. ``sizes``: any of ``hidden``, ``heads``, ``depth``,
-    ``encoder_blocks``; the others take BatmanNet's defaults (the spec's 100, 2, 3, 6)."""
+    ``encoder_blocks``; the others take BatmanNet's defaults (the spec's 100, 2, 3, 6);
+    ``residual``: blocks that add their input back."""
     import torch
 
     from bbmn.models.batmannet import BatmanNet
@@ -301,7 +302,7 @@ def random_encoder(seed: int = 0, **sizes: int):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
-            net = BatmanNet(**{k: int(v) for k, v in sizes.items()})
+            net = BatmanNet(residual=bool(residual), **{k: int(v) for k, v in sizes.items()})
         except (ValueError, RuntimeError) as exc:
             raise BbmnError(f"cannot build a BatmanNet of sizes {sizes}: {exc}") from None
     return net.eval()

@@ -53,13 +53,15 @@ class BranchEncoder(nn.Module):
         blocks (int): number of blocks. Default 6.
         dropout (float): dropout rate. Default 0.1.
         activation (str): activation name. Default ``"prelu"``.
+        residual (bool): blocks add their input back (:class:`~bbmn.nn.blocks.MTBlock`). Default False.
     """
 
     def __init__(self, in_dim: int, hidden: int = 100, heads: int = 2, depth: int = 3,
-                 blocks: int = 6, dropout: float = 0.1, activation: str = "prelu") -> None:
+                 blocks: int = 6, dropout: float = 0.1, activation: str = "prelu",
+                 residual: bool = False) -> None:
         super().__init__()
         self.embed = InputEmbedding(in_dim, hidden, dropout, activation)
-        self.blocks = nn.ModuleList(MTBlock(hidden, heads, depth, dropout, activation)
+        self.blocks = nn.ModuleList(MTBlock(hidden, heads, depth, dropout, activation, residual)
                                     for _ in range(blocks))
         self.readout = AggregateToSelf(hidden, dropout, activation)
 
@@ -108,15 +110,16 @@ class BranchDecoder(nn.Module):
         activation (str): activation name. Default ``"prelu"``.
         mask_token (str): what a masked item adds to its positional code: ``"zero"`` (default,
             the reference) or ``"learned"`` (one trained h-vector).
+        residual (bool): blocks add their input back. Default False.
     """
 
     def __init__(self, out_dim: int, hidden: int = 100, heads: int = 2, depth: int = 3,
                  blocks: int = 2, dropout: float = 0.1, activation: str = "prelu",
-                 mask_token: str = "zero") -> None:
+                 mask_token: str = "zero", residual: bool = False) -> None:
         super().__init__()
         if mask_token not in MASK_TOKENS:
             raise ValueError(f"unknown mask token {mask_token!r}; expected one of {MASK_TOKENS}")
-        self.blocks = nn.ModuleList(MTBlock(hidden, heads, depth, dropout, activation)
+        self.blocks = nn.ModuleList(MTBlock(hidden, heads, depth, dropout, activation, residual)
                                     for _ in range(blocks))
         self.readout = AggregateToSelf(hidden, dropout, activation)
         self.predict = nn.Linear(hidden, out_dim)
@@ -180,20 +183,24 @@ class BatmanNet(nn.Module):
             molecule) or ``"batch"`` (the reference: position in the batch).
         mask_token (str): ``"zero"`` (default, masked items get the positional code only) or
             ``"learned"``.
+        residual (bool): every block adds its input back (GROVER's ``res_connection``). Default
+            False (the reference: without it the blocks' atom states converge).
     """
 
     def __init__(self, hidden: int = 100, heads: int = 2, depth: int = 3, encoder_blocks: int = 6,
                  decoder_blocks: int = 2, dropout: float = 0.1, mask_ratio: float = 0.6,
                  activation: str = "prelu", positions: str = "molecule",
-                 mask_token: str = "zero") -> None:
+                 mask_token: str = "zero", residual: bool = False) -> None:
         super().__init__()
         if positions not in POSITION_MODES:
             raise ValueError(f"unknown positions {positions!r}; expected one of {POSITION_MODES}")
         self._config = dict(hidden=hidden, heads=heads, depth=depth, encoder_blocks=encoder_blocks,
                             decoder_blocks=decoder_blocks, dropout=dropout, mask_ratio=mask_ratio,
-                            activation=activation, positions=positions, mask_token=mask_token)
+                            activation=activation, positions=positions, mask_token=mask_token,
+                            residual=residual)
         self.hidden, self.positions, self.mask_ratio = hidden, positions, mask_ratio
-        shared = dict(hidden=hidden, heads=heads, depth=depth, dropout=dropout, activation=activation)
+        shared = dict(hidden=hidden, heads=heads, depth=depth, dropout=dropout, activation=activation,
+                      residual=residual)
         # The reference's GTransEncoder and GTransDecoder each also own a "branch" PReLU per branch
         # (act_func_node / act_func_edge) that their forward passes never apply; like the rest of
         # its dead weight they are left out here and counted back in parameter_budget().

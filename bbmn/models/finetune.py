@@ -184,6 +184,8 @@ class BatmanNetFinetune(nn.Module):
         view_norm (str): :class:`ViewNorm` of each pooled view. Default ``"none"`` (the spec).
         add_positions (bool): add the per-molecule positional code to the encoders' input
             projection, as pre-training does. Default False (the spec, section 9).
+        residual (bool): the encoders' blocks add their input back (as the pre-trained model's).
+            Default False.
         frozen_encoder (bool): the encoders' input stages and blocks stay in evaluation mode
             (no dropout) when the model trains; the trainer keeps their weights fixed. Default False.
         **ignored: pre-training-only arguments (:data:`PRETRAINING_ONLY`), accepted so that a
@@ -194,7 +196,7 @@ class BatmanNetFinetune(nn.Module):
                  depth: int = 3, encoder_blocks: int = 6, dropout: float = 0.1,
                  activation: str = "prelu", descriptor_dim: int = 200, head_hidden: int = 200,
                  head_dropout: float = 0.1, disagreement: float = 0.1, inputs: str = "both",
-                 view_norm: str = "none", add_positions: bool = False,
+                 view_norm: str = "none", add_positions: bool = False, residual: bool = False,
                  frozen_encoder: bool = False, **ignored: Any) -> None:
         super().__init__()
         unknown = set(ignored) - set(PRETRAINING_ONLY)
@@ -215,13 +217,14 @@ class BatmanNetFinetune(nn.Module):
                             activation=activation, descriptor_dim=descriptor_dim,
                             head_hidden=head_hidden, head_dropout=head_dropout,
                             disagreement=disagreement, inputs=inputs, view_norm=view_norm,
-                            add_positions=add_positions, frozen_encoder=frozen_encoder)
+                            add_positions=add_positions, residual=residual,
+                            frozen_encoder=frozen_encoder)
         self.task_type, self.disagreement, self.descriptor_dim = task_type, disagreement, descriptor_dim
         self.inputs, self.add_positions, self.frozen_encoder = inputs, add_positions, frozen_encoder
         self.uses_graph = inputs != "descriptors"
         if self.uses_graph:
             shared = dict(hidden=hidden, heads=heads, depth=depth, blocks=encoder_blocks,
-                          dropout=dropout, activation=activation)
+                          dropout=dropout, activation=activation, residual=residual)
             self.node_encoder = BranchEncoder(ATOM_DIM, **shared)
             self.edge_encoder = BranchEncoder(EDGE_DIM, **shared)
             # atom-from-atom takes the place of the node branch's pre-training aggregate-to-self

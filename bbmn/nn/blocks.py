@@ -244,7 +244,10 @@ class MTBlock(nn.Module):
     """One multi-head graph attention block (GROVER's MTBlock, without its input stage).
 
     ``heads`` heads each own three message-passing nets (Q, K, V); attention runs across the heads
-    of each item; then Linear(heads*h -> h) and Dropout(LayerNorm(.)). No residual connection.
+    of each item; then Linear(heads*h -> h) and Dropout(LayerNorm(.)). No residual connection by
+    default (the reference); with ``residual`` the block adds its input back (GROVER's
+    ``res_connection``: ``x + Dropout(LayerNorm(.))``), so an item keeps its own state through the
+    blocks instead of converging to its neighbours' average.
     The first block of an encoder branch is preceded by :class:`InputEmbedding`.
 
     Args:
@@ -253,11 +256,13 @@ class MTBlock(nn.Module):
         depth (int): message-passing depth of the Q/K/V nets (``depth - 1`` rounds). Default 3.
         dropout (float): dropout rate everywhere in the block. Default 0.1.
         activation (str): activation of the message nets. Default ``"prelu"``.
+        residual (bool): add the block's input to its output. Default False (the reference).
     """
 
     def __init__(self, hidden: int = 100, heads: int = 2, depth: int = 3, dropout: float = 0.1,
-                 activation: str = "prelu") -> None:
+                 activation: str = "prelu", residual: bool = False) -> None:
         super().__init__()
+        self.residual = residual
         # net j = role * heads + head, role 0/1/2 = Q/K/V
         self.message_nets = MessageNets(hidden, 3 * heads, depth, dropout, activation)
         self.attention = HeadAttention(hidden, heads, dropout)
@@ -269,7 +274,8 @@ class MTBlock(nn.Module):
         """``(n, h)`` item states -> ``(n, h)`` new item states."""
         mixed = self.attention(self.message_nets(x, aggregate))
         weight, bias = self.attention.output_projection_into(self.combine.weight, self.combine.bias)
-        return self.dropout(self.norm(F.linear(mixed, weight, bias)))
+        out = self.dropout(self.norm(F.linear(mixed, weight, bias)))
+        return x + out if self.residual else out
 
 
 class InputEmbedding(nn.Module):

@@ -56,7 +56,7 @@ from bbmn.train.tracking import Tracker, config_hash, flat_metrics
 log = logging.getLogger(__name__)
 
 #: model-size keys that a pre-trained checkpoint fixes (its encoders must load)
-ENCODER_KEYS = ("hidden", "heads", "depth", "encoder_blocks", "activation")
+ENCODER_KEYS = ("hidden", "heads", "depth", "encoder_blocks", "activation", "residual")
 #: metrics that fit each task type
 METRICS_FOR = {"classification": ("roc_auc",), "regression": ("rmse", "mae")}
 #: the files a finished run leaves (removed when a run starts)

@@ -70,7 +70,7 @@ def test_dry_run_lists_jobs_with_the_profiles_resources(workdir):
     by_rule = {}
     for job in listed:
         by_rule.setdefault(job["rule"], []).append(job)
-    assert len(by_rule["finetune"]) == 8 and len(by_rule["pretrain"]) == 1
+    assert len(by_rule["finetune"]) == 20 and len(by_rule["pretrain"]) == 1
     pretrain = by_rule["pretrain"][0]["resources"]
     assert (pretrain["gpu"], pretrain["cpus_per_gpu"], pretrain["mem_mb"], pretrain["runtime"]) == ("1", "8", "32000", "1440")
     assert pretrain["slurm_partition"] == "YOUR_GPU_PARTITION" and pretrain["slurm_account"] == "YOUR_ACCOUNT"

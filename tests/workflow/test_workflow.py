@@ -68,13 +68,20 @@ def test_tiny_workflow_pretrains_and_tracks(tiny_run):
     children = client.search_runs([record["experiment_id"]],
                                   f"tags.mlflow.parentRunId = '{record['parent_run_id']}'")
     stages = sorted(c.data.tags["stage"] for c in children)
-    # 1 pre-training, 2 datasets x 2 seeds x {pretrained, scratch}, 2 x 2 ECFP-RF, the tables
-    assert stages == ["baseline"] * 4 + ["finetune"] * 8 + ["pretrain", "table"]
+    # 1 pre-training, 2 datasets x 2 seeds x 5 fine-tuning kinds, 2 x 2 ECFP-RF,
+    # 2 x 2 x {pre-trained, random} probes, the tables
+    assert stages == ["baseline"] * 4 + ["finetune"] * 20 + ["pretrain"] + ["probe"] * 8 + ["table"]
     pretrain_run = next(c for c in children if c.data.tags["stage"] == "pretrain")
     assert pretrain_run.data.metrics["val_loss"] > 0
     finetunes = [c for c in children if c.data.tags["stage"] == "finetune"]
-    assert {(c.data.tags["dataset"], c.data.tags["init"]) for c in finetunes} == {
-        (d, i) for d in ("bbbp", "esol") for i in ("pretrained", "scratch")}
+    assert {(c.data.tags["dataset"], c.data.tags["kind"]) for c in finetunes} == {
+        (d, f"batmannet_{k}") for d in ("bbbp", "esol")
+        for k in ("pretrained", "scratch", "descriptors_only", "graph_pretrained", "graph_scratch")}
+    # representation health reaches MLflow: fine-tuning views and the probed encoders' blocks
+    assert all("health.best_epoch.atom.input_share" in c.data.metrics for c in finetunes
+               if c.data.tags["kind"] != "batmannet_descriptors_only")
+    probes = [c for c in children if c.data.tags["stage"] == "probe"]
+    assert all("health.stage_cosine.atom.6" in c.data.metrics for c in probes)
 
 
 @pytest.mark.slow
@@ -82,18 +89,31 @@ def test_tiny_workflow_writes_the_tables(tiny_run):
     tables = tiny_run / "results" / "tables"
     classification = pd.read_csv(tables / "classification.csv")
     results = classification[classification.kind == "result"]
-    assert set(results.row) == {"batmannet_pretrained", "batmannet_scratch", "ecfp_rf"}
+    assert set(results.row) == {"batmannet_pretrained", "batmannet_scratch", "batmannet_descriptors_only",
+                                "batmannet_graph_pretrained", "batmannet_graph_scratch",
+                                "probe_pretrained", "probe_random", "ecfp_rf"}
     assert set(results.dataset) == {"bbbp", "mean"}
     bbbp = results[results.dataset == "bbbp"]
     assert (bbbp.n_seeds == 2).all() and bbbp["mean"].between(0, 1).all() and bbbp["std"].notna().all()
     assert {"GROVER-base (48M params, 10M mols)", "GROVER-large (100M params)"} <= set(classification.row)
-    assert "pretrained-vs-scratch" in set(classification.row)
+    paired = classification[classification.kind == "paired"]
+    assert {"batmannet_pretrained-vs-batmannet_scratch", "probe_pretrained-vs-probe_random",
+            "batmannet_graph_pretrained-vs-batmannet_graph_scratch"} <= set(paired.row)
+    gain = paired[(paired.row == "batmannet_pretrained-vs-batmannet_scratch") & (paired.dataset == "bbbp")]
+    assert gain["text"].iloc[0].endswith(("0/2", "1/2", "2/2"))  # seeds on which pre-training is better
     regression = pd.read_csv(tables / "regression.csv")
     esol = regression[(regression.kind == "result") & (regression.dataset == "esol")]
-    assert len(esol) == 3 and (esol["mean"] > 0).all() and esol["mean"].map(math.isfinite).all()
+    assert len(esol) == 8 and (esol["mean"] > 0).all() and esol["mean"].map(math.isfinite).all()
     markdown = (tables / "classification.md").read_text()
     assert "balanced scaffold" in markdown and "seeds 0, 1" in markdown
     assert "| BatmanNet (pre-trained) |" in markdown and "| ECFP4 + RF |" in markdown
+    # the controls are rows of the table
+    for words in ("descriptors only", "graph only (pre-trained)", "graph only (scratch)",
+                  "Linear probe (pre-trained encoder)", "Linear probe (random encoder)"):
+        assert words in markdown, words
+    assert pd.read_csv(tables / "paired.csv").set_index("table")["pairs"].min() > 0
+    probe_table = (tables / "probe" / "classification.md").read_text()
+    assert "| Linear probe (random encoder) |" in probe_table
     per_task = pd.read_csv(tables / "per_task.csv")
     assert set(per_task.task) == {"p_np", "logSolubility"}
 
@@ -116,14 +136,14 @@ def test_config_error_is_one_line_before_any_job(tmp_path):
 @pytest.mark.slow
 def test_tiny_workflow_draws_the_figures(tiny_run):
     figures = tiny_run / "results" / "figures"
-    for name in ("pretrain_zinc200", "comparison", "roc_bbbp"):
+    for name in ("pretrain_zinc200", "comparison", "roc_bbbp", "health"):
         for suffix in ("png", "svg"):
             assert (figures / f"{name}.{suffix}").stat().st_size > 5_000, f"{name}.{suffix}"
     assert not (figures / "roc_esol.png").exists()  # regression: no ROC curve
     tables = (figures / "tables.html").read_text()
     assert tables.count("<table>") == 2 and "BatmanNet (pre-trained)" in tables and "ESOL (RMSE)" in tables
     overview = (figures / "overview.html").read_text()
-    assert overview.count("<table>") == 2 and overview.count('src="data:image/png;base64,') == 3
+    assert overview.count("<table>") == 2 and overview.count('src="data:image/png;base64,') == 4
 
 
 def _chromium():
@@ -154,9 +174,9 @@ def test_report_is_one_self_contained_page_with_tables_and_figures(report):
                                 flags=re.S).group(1))
     # the landing page: both tables and every figure, embedded
     assert desc.count("<table>") == 2 and "BBBP (ROC-AUC)" in desc and "ESOL (RMSE)" in desc
-    assert desc.count('src="data:image/png;base64,') == 3 and "preset <tt" in desc
+    assert desc.count('src="data:image/png;base64,') == 4 and "preset <tt" in desc
     results = re.search(r'<script id="results">\s*var results = (.*?);\n', page, flags=re.S).group(1)
-    for name in ("pretrain_zinc200.png", "comparison.png", "roc_bbbp.png", "tables.html",
+    for name in ("pretrain_zinc200.png", "comparison.png", "roc_bbbp.png", "health.png", "tables.html",
                  "overview.html", "classification.csv"):
         assert name in results, name
     for caption in ("population standard deviation", "most common class", "micro average"):
@@ -173,7 +193,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     # after the page's scripts ran: the landing page shows the tables and the figures
-    assert dom.stdout.count("<table>") >= 2 and dom.stdout.count('src="data:image/png;base64,') >= 3
+    assert dom.stdout.count("<table>") >= 2 and dom.stdout.count('src="data:image/png;base64,') >= 4
     assert "BatmanNet (pre-trained)" in dom.stdout and "Loading Snakemake Report" not in dom.stdout.split("<div id=\"app\">")[-1]
     shot = tmp_path / "report.png"
     done = subprocess.run([*common, f"--screenshot={shot}", "--window-size=1280,4000",
