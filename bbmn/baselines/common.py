@@ -61,34 +61,48 @@ def load_dataset(clean_path: str | Path, split_path: str | Path, name: str) -> D
     if not tasks or task_type not in METRICS_FOR:
         raise BbmnError(f"{clean_path} is not a labelled dataset (tasks {tasks}, task type {task_type})")
     frame = pd.read_parquet(clean_path, columns=["row", "smiles", *tasks])
-    parts = load_split(split_path)
     record = read_json(split_path)
     if record.get("source_sha256") and meta.get("source_sha256") and \
             record["source_sha256"] != meta["source_sha256"]:
         raise BbmnError(f"split file {split_path} was made from another source file than {clean_path} "
                         f"(sha256 {record['source_sha256'][:12]}... vs {meta['source_sha256'][:12]}...)")
     rows = frame["row"].to_numpy(np.int64)
-    index = pd.Index(rows)
-    if not index.is_unique:
+    if not pd.Index(rows).is_unique:
         raise BbmnError(f"{clean_path} lists a source row twice; it is not a bbmn clean output")
+    positions, split = split_positions(rows, split_path, str(clean_path))
+    if len(positions["train"]) == 0 or len(positions["test"]) == 0:
+        raise BbmnError(f"split file {split_path} has an empty train or test part")
+    return Dataset(name=name, tasks=tasks, task_type=task_type, rows=rows,
+                   smiles=frame["smiles"].tolist(), y=frame[tasks].to_numpy(np.float64),
+                   parts=positions, split=split)
+
+
+def split_positions(rows: np.ndarray, split_path: str | Path, source: str
+                    ) -> tuple[dict[str, np.ndarray], dict]:
+    """Positions in ``rows`` (source data rows, unique) of each part of a split file, and what
+    metrics.json records of the split (path, method, seed, part sizes).
+
+    Raises:
+        BbmnError: if the split names a row that ``source`` (the table or cache ``rows`` come from)
+            lacks, or puts a molecule into two parts.
+    """
+    parts = load_split(split_path)
+    record = read_json(split_path)
+    index = pd.Index(rows)
     positions: dict[str, np.ndarray] = {}
     for part in PARTS:
         found = index.get_indexer(parts[part])
         if (found < 0).any():
             missing = parts[part][found < 0][:5].tolist()
             raise BbmnError(f"split file {split_path} names {int((found < 0).sum())} {part} rows that "
-                            f"{clean_path} does not have (e.g. {missing}); was it made from this table?")
+                            f"{source} does not have (e.g. {missing}); was it made from this table?")
         positions[part] = found.astype(np.int64)
     seen = np.concatenate(list(positions.values()))
     if len(np.unique(seen)) != len(seen):
         raise BbmnError(f"split file {split_path} puts a molecule into more than one part")
-    if len(positions["train"]) == 0 or len(positions["test"]) == 0:
-        raise BbmnError(f"split file {split_path} has an empty train or test part")
     split = {"path": str(split_path), "method": record.get("method", "unknown"), "seed": record.get("seed"),
              **{part: int(len(positions[part])) for part in PARTS}}
-    return Dataset(name=name, tasks=tasks, task_type=task_type, rows=rows,
-                   smiles=frame["smiles"].tolist(), y=frame[tasks].to_numpy(np.float64),
-                   parts=positions, split=split)
+    return positions, split
 
 
 def check_metric(metric: str, task_type: str) -> None:

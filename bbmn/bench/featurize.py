@@ -7,7 +7,6 @@ The bare ``Chem.MolFromSmiles`` rate is measured in the same run, on one core, s
 from __future__ import annotations
 
 import gzip
-import itertools
 import tempfile
 import time
 from pathlib import Path

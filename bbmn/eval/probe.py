@@ -67,10 +67,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bbmn.data.splits import PARTS, load_split
+from bbmn.data.splits import PARTS
 from bbmn.errors import BbmnError
 from bbmn.eval.health import encode_graphs, health_of, matrix_health
-from bbmn.io import read_json, sha256_file, write_json
+from bbmn.io import sha256_file, write_json
 from bbmn.kinds import PROBE_KINDS, RunKind
 
 if TYPE_CHECKING:  # scikit-learn and pandas load in seconds, and `bbmn --help` imports this module
@@ -194,29 +194,12 @@ def split_dataset(cache: LabelledCache, split_path: str | Path, name: str) -> Da
     cleaned table: every split row must be in the cache, parts must be disjoint, and no part may
     be empty (validation chooses the regularization).
     """
-    import pandas as pd
+    from bbmn.baselines.common import Dataset, split_positions
 
-    from bbmn.baselines.common import Dataset
-
-    parts = load_split(split_path)
-    record = read_json(split_path)
-    index = pd.Index(cache.rows)
-    positions: dict[str, np.ndarray] = {}
-    for part in PARTS:
-        found = index.get_indexer(parts[part])
-        if (found < 0).any():
-            missing = parts[part][found < 0][:5].tolist()
-            raise BbmnError(f"split file {split_path} names {int((found < 0).sum())} {part} rows that the "
-                            f"cache {cache.path} does not have (e.g. {missing}); was it made from the "
-                            f"table this cache was featurized from?")
+    positions, split = split_positions(cache.rows, split_path, f"the cache {cache.path}")
+    for part, found in positions.items():
         if len(found) == 0:
             raise BbmnError(f"the {part} part of split file {split_path} is empty")
-        positions[part] = found.astype(np.int64)
-    seen = np.concatenate(list(positions.values()))
-    if len(np.unique(seen)) != len(seen):
-        raise BbmnError(f"split file {split_path} puts a molecule into more than one part")
-    split = {"path": str(split_path), "method": record.get("method", "unknown"), "seed": record.get("seed"),
-             **{part: int(len(positions[part])) for part in PARTS}}
     return Dataset(name=name, tasks=list(cache.tasks), task_type=cache.task_type, rows=cache.rows,
                    smiles=cache.smiles, y=cache.graphs.y.astype(np.float64), parts=positions, split=split)
 
