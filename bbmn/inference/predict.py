@@ -113,17 +113,13 @@ def load_member(path: str | Path) -> Member:
 def load_model_file(path: str | Path) -> dict:
     """A ``model.pt`` as a dict (BbmnError when missing, unreadable, or featurized by another
     featurizer version than this bbmn's)."""
-    import torch
-
     from bbmn.chem.features import FEATURIZER_VERSION
+    from bbmn.train.checkpoint import load_checkpoint
 
     path = Path(path)
     if not path.is_file():
         raise BbmnError(f"model not found: {path}")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises several types for corrupt or foreign files
-        raise BbmnError(f"cannot read model {path}: {exc}") from None
+    saved = load_checkpoint(path, what="model")
     if not isinstance(saved, dict):
         raise BbmnError(f"{path} is not a bbmn model file")
     version = saved.get("featurizer_version")

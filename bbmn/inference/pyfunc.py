@@ -100,11 +100,11 @@ def save_pyfunc(run_dir: str | Path, examples: Sequence[str]) -> Path:
     Written to a temporary directory first and renamed, so a half-written model never appears.
     ``examples`` (a few SMILES) become the input example. Returns the model directory.
     """
-    import torch
+    from bbmn.train.checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
     started = time.perf_counter()
-    saved = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=False)
+    saved = load_checkpoint(run_dir / "model.pt")
     final = run_dir / PYFUNC_DIR
     with atomic_path(final) as tmp:
         mlflow.pyfunc.save_model(

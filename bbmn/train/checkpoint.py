@@ -4,10 +4,16 @@ A checkpoint holds the model's hyper-parameters (so it can be rebuilt), its weig
 optimizer and scheduler states, the RNG states of Python, numpy and torch, and the progress
 (epoch, step in the epoch, global step). ``latest.pt`` is replaced atomically, so a kill at any
 moment leaves the previous complete checkpoint.
+
+Files are loaded with ``torch.load(weights_only=True)``: a model file is data (tensors and plain
+values: dicts, lists, numbers, strings), and one that holds anything else is refused instead of
+unpickled, because unpickling can run arbitrary code from a shared file. So everything saved
+here is plain too; the RNG states are stored as tensors and lists.
 """
 
 from __future__ import annotations
 
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -20,7 +26,11 @@ from bbmn.io import atomic_path
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+    """Python's, numpy's and torch's RNG states as plain values and tensors."""
+    version, words, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": [version, list(words), gauss],
+             "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
              "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -28,8 +38,10 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, words, gauss = state["python"]
+    random.setstate((version, tuple(words), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -41,16 +53,24 @@ def save_checkpoint(path: str | Path, **state: Any) -> None:
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint`.
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    what: str = "checkpoint") -> dict:
+    """Load a checkpoint or model file written by :func:`save_checkpoint`, as data only
+    (``what`` names it in errors).
 
     Raises:
-        BbmnError: if the file is missing or is not a readable checkpoint.
+        BbmnError: if the file is missing, is not a readable checkpoint, or holds objects other
+            than tensors and plain values (which loading would have to execute).
     """
     path = Path(path)
     if not path.is_file():
-        raise BbmnError(f"checkpoint not found: {path}")
+        raise BbmnError(f"{what} not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = str(exc).splitlines()[-1].strip() if str(exc).strip() else ""
+        what = found if "GLOBAL" in found or "global" in found else "objects other than tensors and plain values"
+        raise BbmnError(f"refusing to load {path}: it holds {what}, and loading it could run code "
+                        f"from the file; bbmn writes model files as data only") from None
     except Exception as exc:  # torch raises several types for corrupt or foreign files
-        raise BbmnError(f"cannot read checkpoint {path}: {exc}") from None
+        raise BbmnError(f"cannot read {what} {path}: {exc}") from None

@@ -124,7 +124,7 @@ def test_models_that_do_not_belong_together_are_refused(runs, tmp_path):
         Predictor.from_paths([runs["pretrained"]])
     with pytest.raises(BbmnError, match="no fine-tuned model at"):
         Predictor.from_paths([tmp_path])
-    saved = torch.load(runs["bbbp0"] / "model.pt", weights_only=False)
+    saved = torch.load(runs["bbbp0"] / "model.pt", weights_only=True)
     torch.save({**saved, "featurizer_version": 99}, tmp_path / "model.pt")
     with pytest.raises(BbmnError, match="featurizer version 99"):
         Predictor.from_paths([tmp_path / "model.pt"])
@@ -134,7 +134,7 @@ def test_a_run_records_how_its_molecules_were_cleaned(runs):
     from bbmn.chem.features import FEATURIZER_VERSION
     from bbmn.chem.standardize import profile
 
-    saved = torch.load(runs["bbbp0"] / "model.pt", weights_only=False)
+    saved = torch.load(runs["bbbp0"] / "model.pt", weights_only=True)
     assert saved["standardize"] == profile("as_given").as_dict()
     assert saved["featurizer_version"] == FEATURIZER_VERSION
     assert Predictor.from_paths([runs["bbbp0"]]).options_source.startswith("as recorded by")

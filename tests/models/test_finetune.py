@@ -224,7 +224,7 @@ FRESH = (["node_encoder.readout.ffn.expand.weight"]
 
 
 def test_pretrained_weights_load_by_name_and_shape(pretrained_checkpoint):
-    checkpoint = torch.load(pretrained_checkpoint, weights_only=False)
+    checkpoint = torch.load(pretrained_checkpoint, weights_only=True)
     state = checkpoint["model"]
     model = BatmanNetFinetune(1, "classification", **checkpoint["model_config"])
     report = model.load_pretrained(pretrained_checkpoint)
@@ -248,7 +248,7 @@ def test_pretrained_weights_load_by_name_and_shape(pretrained_checkpoint):
 
 def test_scratch_and_pretrained_models_share_the_fresh_weights(pretrained_checkpoint):
     """Same code and seed: a pre-trained run differs from a scratch run only by what was loaded."""
-    checkpoint = torch.load(pretrained_checkpoint, weights_only=False)
+    checkpoint = torch.load(pretrained_checkpoint, weights_only=True)
     scratch = small(1, seed=3)
     warm = small(1, seed=3)
     report = warm.load_pretrained(checkpoint)  # a loaded dict works as well as a path
@@ -263,7 +263,7 @@ def test_loading_refuses_what_does_not_fit(pretrained_checkpoint, tmp_path):
     other_size = BatmanNetFinetune(1, "classification", hidden=48, heads=2, encoder_blocks=2)
     with pytest.raises(BbmnError, match="do not fit this model"):
         other_size.load_pretrained(pretrained_checkpoint)
-    checkpoint = torch.load(pretrained_checkpoint, weights_only=False)
+    checkpoint = torch.load(pretrained_checkpoint, weights_only=True)
     with pytest.raises(BbmnError, match="kind 'something-else'"):
         small().load_pretrained({**checkpoint, "kind": "something-else"})
     with pytest.raises(BbmnError, match="checkpoint not found"):

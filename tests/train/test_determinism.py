@@ -44,5 +44,5 @@ def test_two_deterministic_finetuning_runs_give_the_same_predictions(tmp_path, b
             for name in ("a", "b")]
     assert runs[0]["val"] == runs[1]["val"] and runs[0]["test"] == runs[1]["test"]
     assert (tmp_path / "a" / "predictions.csv").read_bytes() == (tmp_path / "b" / "predictions.csv").read_bytes()
-    a, b = (torch.load(tmp_path / n / "model.pt", weights_only=False)["model"] for n in ("a", "b"))
+    a, b = (torch.load(tmp_path / n / "model.pt", weights_only=True)["model"] for n in ("a", "b"))
     assert all(torch.equal(a[k], b[k]) for k in a)
