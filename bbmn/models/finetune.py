@@ -153,7 +153,9 @@ class ViewNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.norm is None:
             return x
-        if self.kind == "standardize":  # fixed statistics: always the evaluation path
+        if self.kind == "standardize" or x.shape[0] < 2:
+            # fixed statistics, or a batch of one molecule (no batch statistics; e.g. the last
+            # training batch of 513 molecules in 32s): the running statistics
             return nn.functional.batch_norm(x, self.norm.running_mean, self.norm.running_var,
                                             training=False, eps=self.norm.eps)
         return self.norm(x)

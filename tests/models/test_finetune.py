@@ -301,3 +301,10 @@ def test_view_norm_is_saved_with_the_weights():
     assert torch.equal(rebuilt.atom_view_norm(views), normed)
     with pytest.raises(ValueError, match="unknown view normalization"):
         small(view_norm="l2")
+
+
+def test_batchnorm_views_take_a_training_batch_of_one_molecule():
+    model = small(view_norm="batchnorm").train()
+    batch, desc = inputs(SMILES[:1])
+    a, b = model(batch, desc)  # BatchNorm1d alone would refuse a batch of one in training
+    assert a.shape == (1, 2) and torch.isfinite(a).all() and torch.isfinite(b).all()
