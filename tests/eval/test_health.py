@@ -15,14 +15,6 @@ from bbmn.models.batmannet import BatmanNet
 SMILES = ["C", "CO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "C1CCNCC1", "OC(=O)CCl", "CCN(CC)CC"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def sign_pattern(n: int, columns: int, scale: float) -> np.ndarray:
     """``(n, columns)`` of ``+-scale``, every column with mean 0: population std exactly ``scale``."""
     signs = np.array([1.0, -1.0] * (n // 2))

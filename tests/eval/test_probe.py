@@ -61,14 +61,6 @@ def esol(tmp_path_factory):
     return probe_files(tmp_path_factory, "esol_100")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def write_metrics_keys(tmp_path, data) -> list[str]:
     """The keys of the baselines' metrics.json for this dataset."""
     s = score("roc_auc", np.array([[0.0], [1.0]]), np.array([[0.2], [0.8]]))
