@@ -74,3 +74,32 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
                         f"from the file; bbmn writes model files as data only") from None
     except Exception as exc:  # torch raises several types for corrupt or foreign files
         raise BbmnError(f"cannot read {what} {path}: {exc}") from None
+
+
+def resumable_state(path: str | Path, fingerprint: str, set_aside: bool = True) -> dict | None:
+    """The training state to resume from ``path``, or None to start fresh.
+
+    A checkpoint of another configuration (its ``fingerprint`` differs), or one that cannot be
+    loaded as data (e.g. written by an older bbmn with pickled RNG states), is moved aside as
+    ``latest.<time>.stale.pt`` with a warning (with ``set_aside``; other data-parallel ranks
+    only read), never resumed.
+    """
+    import logging
+    import time
+
+    log = logging.getLogger(__name__)
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        state = load_checkpoint(path)
+        why = None if state.get("fingerprint") == fingerprint else "is from a different configuration or data"
+    except BbmnError as exc:
+        state, why = None, f"cannot be resumed ({exc})"
+    if why is None:
+        return state
+    if set_aside:
+        aside = path.with_name(f"latest.{int(time.time())}.stale.pt")
+        path.rename(aside)
+        log.warning("checkpoint %s %s; moved to %s, starting fresh", path, why, aside.name)
+    return None

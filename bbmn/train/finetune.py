@@ -48,7 +48,7 @@ from bbmn.io import atomic_path, sha256_file, write_json
 from bbmn.kinds import FINETUNE_KINDS, RunKind
 from bbmn.models.batmannet import count_parameters
 from bbmn.models.finetune import BatmanNetFinetune, LoadReport, combine_heads
-from bbmn.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from bbmn.train.checkpoint import load_checkpoint, resumable_state, rng_state, save_checkpoint, set_rng_state
 from bbmn.train.determinism import deterministic, seed_everything
 from bbmn.train.schedule import NoamSchedule
 from bbmn.train.tracking import Tracker, config_hash, flat_metrics
@@ -259,19 +259,6 @@ def _fingerprint(cfg: FinetuneConfig, model_config: dict, files: list[Path | Non
                         "files": [sha256_file(f) if f is not None else None for f in files]})
 
 
-def _resume(path: Path, fingerprint: str) -> dict | None:
-    if not path.is_file():
-        return None
-    state = load_checkpoint(path)
-    if state.get("fingerprint") != fingerprint:
-        aside = path.with_name(f"latest.{int(time.time())}.stale.pt")
-        path.rename(aside)
-        log.warning("checkpoint %s is from a different configuration or data; moved to %s, "
-                    "starting fresh", path, aside.name)
-        return None
-    return state
-
-
 def _check_metric(metric: str, task_type: str) -> None:
     if metric not in METRICS:
         raise BbmnError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
@@ -360,7 +347,7 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
     fingerprint = _fingerprint(cfg, model.config, [Path(cache), Path(descriptors), Path(split),
                                                     Path(checkpoint) if checkpoint else None])
     st = _State()
-    saved = _resume(latest, fingerprint)
+    saved = resumable_state(latest, fingerprint)
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])

@@ -38,7 +38,7 @@ from bbmn.errors import BbmnError
 from bbmn.io import atomic_path, write_json
 from bbmn.models.batmannet import BatmanNet, count_parameters, reconstruction_loss
 from bbmn.train import distributed
-from bbmn.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from bbmn.train.checkpoint import resumable_state, rng_state, save_checkpoint, set_rng_state
 from bbmn.train.determinism import deterministic, seed_everything
 from bbmn.train.schedule import NoamSchedule
 from bbmn.train.tracking import Tracker, config_hash
@@ -182,21 +182,6 @@ def validate(model: torch.nn.Module, batches: CacheBatches, masking: Masking,
     return metrics
 
 
-def _resume_state(path: Path, fingerprint: str, is_main: bool) -> dict | None:
-    if not path.is_file():
-        return None
-    state = load_checkpoint(path)
-    if state.get("fingerprint") != fingerprint:
-        if not is_main:
-            return None
-        aside = path.with_name(f"latest.{int(time.time())}.stale.pt")
-        path.rename(aside)
-        log.warning("checkpoint %s is from a different configuration; moved to %s, starting fresh",
-                    path, aside.name)
-        return None
-    return state
-
-
 def pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig = PretrainConfig(),
              tracking_parent: str | Path | None = None, tracking_required: bool = False) -> dict:
     """Pre-train on ``cache_path`` into ``out``; return (and write) the summary.
@@ -258,7 +243,7 @@ def _pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig,
     checkpoint = out / "checkpoints" / "latest.pt"
     epoch, skip, step = 0, 0, 0
     history: list[dict] = []
-    state = _resume_state(checkpoint, fingerprint, ctx.is_main)
+    state = resumable_state(checkpoint, fingerprint, set_aside=ctx.is_main)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

@@ -47,3 +47,15 @@ def test_rng_states_round_trip_through_a_data_only_checkpoint(tmp_path):
     state = load_checkpoint(tmp_path / "c.pt")
     set_rng_state(state["rng"])
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected and state["step"] == 7
+
+
+def test_an_unreadable_or_foreign_checkpoint_is_set_aside_not_resumed(tmp_path, caplog):
+    from bbmn.train.checkpoint import resumable_state
+
+    latest = tmp_path / "latest.pt"
+    torch.save({"fingerprint": "a", "rng": np.random.get_state()}, latest)  # an older bbmn's format
+    assert resumable_state(latest, "a") is None and not latest.exists()
+    assert "cannot be resumed" in caplog.text and len(list(tmp_path.glob("latest.*.stale.pt"))) == 1
+    save_checkpoint(latest, fingerprint="b", step=3)
+    assert resumable_state(latest, "b")["step"] == 3
+    assert resumable_state(latest, "c", set_aside=False) is None and latest.exists()  # other ranks only read
