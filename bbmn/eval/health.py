@@ -137,7 +137,7 @@ def encode_graphs(net: nn.Module, graphs: GraphArrays, batch_size: int = 256,
     """
     import torch
 
-    from bbmn.models.views import block_views, stage_cosines
+    from bbmn.models.views import block_views, views_and_stage_cosines
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -153,10 +153,13 @@ def encode_graphs(net: nn.Module, graphs: GraphArrays, batch_size: int = 256,
         with torch.inference_mode():
             for start in range(0, n, batch_size):
                 batch = graphs.take(np.arange(start, min(start + batch_size, n))).to_batch()
-                a, b = block_views(net, batch, add_positions)
+                if not stages:
+                    a, b = block_views(net, batch, add_positions)
+                else:  # one forward pass gives the views and the stage cosines
+                    a, b, cosines = views_and_stage_cosines(net, batch, add_positions)
                 atom[start:start + len(a)], bond[start:start + len(b)] = a.numpy(), b.numpy()
                 if stages:
-                    for branch, rows in stage_cosines(net, batch, add_positions).items():
+                    for branch, rows in cosines.items():
                         pairs = np.asarray(rows, dtype=np.float64).reshape(-1, 2)
                         sums[branch] = sums.get(branch, 0.0) + pairs[:, 0]
                         counts[branch] = counts.get(branch, 0.0) + pairs[:, 1]

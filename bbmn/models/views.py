@@ -98,21 +98,30 @@ def within_group_cosine(states: Tensor, group: Tensor, num_groups: int) -> tuple
     return torch.where(pairs > 0, cosine, torch.full_like(cosine, float("nan"))), pairs / 2
 
 
-def stage_cosines(net: nn.Module, batch: Batch, add_positions: bool = False) -> dict[str, list[tuple[float, float]]]:
-    """Per branch and stage (input stage, block 1, ...), the sum over molecules of the within-
-    molecule mean cosine and the number of molecules it covers, to be averaged over batches."""
+def views_and_stage_cosines(net: nn.Module, batch: Batch, add_positions: bool = False
+                            ) -> tuple[Tensor, Tensor, dict[str, list[tuple[float, float]]]]:
+    """:func:`block_views` and, from the same forward pass, per branch and stage (input stage,
+    block 1, ...) the sum over molecules of the within-molecule mean cosine and the number of
+    molecules it covers, to be averaged over batches."""
     atom_sum, edge_sum = full_graph_sums(batch)
     atom_code, edge_code = position_codes(batch, net.node_encoder.embed.project.out_features,
                                           add_positions)
     edge_group = batch.batch.index_select(0, batch.edge_index[0])
-    out = {}
-    for branch, states, group in (
-            ("atom", net.node_encoder.stage_states(batch.x, atom_sum, atom_code), batch.batch),
-            ("edge", net.edge_encoder.stage_states(edge_inputs(batch), edge_sum, edge_code), edge_group)):
+    atom_states = net.node_encoder.stage_states(batch.x, atom_sum, atom_code)
+    edge_states = net.edge_encoder.stage_states(edge_inputs(batch), edge_sum, edge_code)
+    cosines = {}
+    for branch, states, group in (("atom", atom_states, batch.batch), ("edge", edge_states, edge_group)):
         rows = []
         for x in states:
             cosine, _ = within_group_cosine(x, group, batch.num_graphs)
             valid = ~torch.isnan(cosine)
             rows.append((float(cosine[valid].sum()), float(valid.sum())))
-        out[branch] = rows
-    return out
+        cosines[branch] = rows
+    atom_view = mean_pool(atom_states[-1], batch.batch, batch.num_graphs)
+    bond_view = mean_pool(atoms_from_edges(edge_states[-1], batch), batch.batch, batch.num_graphs)
+    return atom_view, bond_view, cosines
+
+
+def stage_cosines(net: nn.Module, batch: Batch, add_positions: bool = False) -> dict[str, list[tuple[float, float]]]:
+    """The stage cosines of :func:`views_and_stage_cosines`."""
+    return views_and_stage_cosines(net, batch, add_positions)[2]
