@@ -275,6 +275,11 @@ def finetune_args():
     ]
     if f["add_positions"]:
         args.append("--add-positions")
+    # the device only when not the default: runs made before the key existed keep their params
+    if f["device"] != "auto":
+        args += ["--device", f["device"]]
+    if f["bf16"]:
+        args.append("--bf16")
     if config["run"]["deterministic"]:
         args.append("--deterministic")
     if TRACKING["required"]:

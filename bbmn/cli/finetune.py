@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from bbmn.cli.device_args import add_device_args
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune BatmanNet on a labelled dataset and score it",
@@ -64,6 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     p.add_argument("--deterministic", action="store_true",
                    help="torch deterministic algorithms only (reproducible on GPUs; CPU runs are anyway)")
+    add_device_args(p, bf16=True)
     p.add_argument("--tracking-parent", help="parent run record written by `bbmn track init`")
     p.add_argument("--tracking-required", action="store_true",
                    help="fail if the MLflow store cannot be used (default: skip tracking)")
@@ -90,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         init_lr=args.init_lr, max_lr=args.max_lr, final_lr=args.final_lr,
         warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
         disagreement=args.disagreement, max_minutes=args.max_minutes, model=model_config(args),
-        threads=args.threads, deterministic=args.deterministic, inputs=args.inputs,
+        threads=args.threads, deterministic=args.deterministic, device=args.device, bf16=args.bf16,
+        inputs=args.inputs,
         descriptor_scaling=args.descriptor_scaling, view_norm=args.view_norm,
         encoder_lr=args.encoder_lr, add_positions=args.add_positions)
     m = finetune(args.cache, args.descriptors, args.split, args.out, cfg, args.checkpoint,

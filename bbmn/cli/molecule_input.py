@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from bbmn.cli.device_args import add_device_args
+
 
 def add_molecule_input_args(p: argparse.ArgumentParser, *, chunk_rows: int, standardize_help: str) -> None:
     """The input file and how it is read, prepared and batched; the same for every such command."""
@@ -17,10 +19,11 @@ def add_molecule_input_args(p: argparse.ArgumentParser, *, chunk_rows: int, stan
     p.add_argument("--workers", type=int, default=0,
                    help="processes preparing chunks while this one runs the model (0 = none)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    add_device_args(p)
 
 
 def molecule_input_kwargs(args: argparse.Namespace) -> dict:
     """The options of :func:`add_molecule_input_args` as keyword arguments of the library calls."""
     return {name: getattr(args, name) for name in
             ("smiles_col", "keep", "standardize", "batch_size", "chunk_rows", "workers", "threads",
-             "encoding")}
+             "encoding", "device")}

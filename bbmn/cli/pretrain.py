@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from bbmn.cli.device_args import add_device_args
+
 
 def _model_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model (spec defaults)")
@@ -48,8 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--static-mask", action="store_true",
                    help="the same mask for a molecule every epoch (the reference's behaviour)")
     _model_arguments(p)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPUs)")
+    add_device_args(p, bf16=True)
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0 = default)")
     p.add_argument("--log-every", type=int, default=50, help="steps between progress lines")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")

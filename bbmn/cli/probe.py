@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from bbmn.cli.device_args import add_device_args
+
 #: the random encoder's options (BatmanNet's arguments); unset ones take BatmanNet's defaults
 SIZES = ("hidden", "heads", "depth", "encoder_blocks")
 
@@ -63,6 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="molecules per forward pass")
     p.add_argument("--threads", type=int, default=defaults.threads,
                    help="threads of torch and of the BLAS / OpenMP pools (0 = their defaults)")
+    add_device_args(p)
     p.add_argument("--tracking-parent", help="parent run record written by `bbmn track init`")
     p.add_argument("--tracking-required", action="store_true",
                    help="fail if the MLflow store cannot be used (default: skip tracking)")
@@ -79,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         raise BbmnError("--name names an external encoder: it goes with --embeddings")
     if args.embeddings and args.add_positions:
         raise BbmnError("--add-positions changes how bbmn runs an encoder; it does nothing to --embeddings")
+    if args.embeddings and args.device != "auto":
+        raise BbmnError("--device says where bbmn runs an encoder; it does nothing to --embeddings")
     random_init = {k: getattr(args, k) for k in (*SIZES, "init_seed", "residual") if hasattr(args, k)}
     if random_init and not args.random_init:
         flags = ", ".join(f"--{k.replace('_', '-')}" for k in random_init)
@@ -91,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = ProbeConfig(c_grid=tuple(args.c_grid), alpha_grid=tuple(args.alpha_grid), solver=args.solver,
                       max_iter=args.max_iter,
                       batch_size=args.batch_size, add_positions=args.add_positions,
-                      drop_missing=args.drop_missing, threads=max(0, args.threads))
+                      drop_missing=args.drop_missing, threads=max(0, args.threads), device=args.device)
     if args.random_init:
         random_init["seed"] = random_init.pop("init_seed", 0)
     records = run_probe(args.cache, args.splits, args.out, args.dataset, args.metric, cfg,

@@ -126,7 +126,8 @@ def encode_graphs(net: nn.Module, graphs: GraphArrays, batch_size: int = 256,
     the within-molecule mean cosine per branch and stage.
 
     Runs ``net``'s encoders (a BatmanNet or a BatmanNetFinetune) in evaluation mode under
-    ``torch.inference_mode``, ``batch_size`` molecules at a time, and restores its mode after.
+    ``torch.inference_mode``, ``batch_size`` molecules at a time, on the device of its weights, and
+    restores its mode after.
 
     Returns:
         ``(atom, bond, stage_cosine)``: ``(n, h)`` float32 atom and bond views
@@ -138,6 +139,7 @@ def encode_graphs(net: nn.Module, graphs: GraphArrays, batch_size: int = 256,
     import torch
 
     from bbmn.models.views import block_views, views_and_stage_cosines
+    from bbmn.train.device import device_of, to_device
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -149,15 +151,16 @@ def encode_graphs(net: nn.Module, graphs: GraphArrays, batch_size: int = 256,
     counts: dict[str, np.ndarray] = {}
     was_training = net.training
     net.eval()
+    device = device_of(net)
     try:
         with torch.inference_mode():
             for start in range(0, n, batch_size):
-                batch = graphs.take(np.arange(start, min(start + batch_size, n))).to_batch()
+                batch = to_device(graphs.take(np.arange(start, min(start + batch_size, n))).to_batch(), device)
                 if not stages:
                     a, b = block_views(net, batch, add_positions)
                 else:  # one forward pass gives the views and the stage cosines
                     a, b, cosines = views_and_stage_cosines(net, batch, add_positions)
-                atom[start:start + len(a)], bond[start:start + len(b)] = a.numpy(), b.numpy()
+                atom[start:start + len(a)], bond[start:start + len(b)] = a.cpu().numpy(), b.cpu().numpy()
                 if stages:
                     for branch, rows in cosines.items():
                         pairs = np.asarray(rows, dtype=np.float64).reshape(-1, 2)

@@ -110,6 +110,8 @@ class ProbeConfig:
             failing (external embeddings of molecules the other tool could not read).
         threads: torch's threads and numpy's / scikit-learn's BLAS and OpenMP pools (0 = their
             defaults).
+        device: where the encoder runs: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``
+            (:func:`bbmn.train.device.resolve_device`); the regressions run on the CPU.
     """
 
     c_grid: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2)
@@ -120,6 +122,7 @@ class ProbeConfig:
     add_positions: bool = False
     drop_missing: bool = False
     threads: int = 0
+    device: str = "auto"
 
     def grid(self, task_type: str) -> tuple[str, list[float]]:
         """The regularization parameter's name and its values, ascending."""
@@ -340,6 +343,9 @@ class Features:
 
 
 def _encoder_features(net, cache: LabelledCache, cfg: ProbeConfig) -> tuple[np.ndarray, dict]:
+    from bbmn.train.device import resolve_device
+
+    net.to(resolve_device(cfg.device))
     atom, bond, stages = encode_graphs(net, cache.graphs, cfg.batch_size, cfg.add_positions, stages=True)
     X = np.concatenate([atom, bond], axis=1)
     return X, {**health_of(atom, bond, stages), "features": matrix_health(X)}
@@ -584,8 +590,12 @@ def run_probe(cache_path: str | Path, splits: Sequence[str | Path], out: str | P
         threadpool_limits(cfg.threads)  # numpy's and scikit-learn's BLAS / OpenMP pools too
     cache = read_labelled_cache(cache_path)
     check_metric(metric, cache.task_type)
-    cfg.grid(cache.task_type)  # a bad grid or solver fails before the encoder runs
+    cfg.grid(cache.task_type)  # a bad grid, solver or device fails before the encoder runs
     cfg.solver_for(0)
+    if embeddings is None:
+        from bbmn.train.device import resolve_device
+
+        resolve_device(cfg.device)
     datasets = [split_dataset(cache, s, dataset) for s in splits]
     seeds = [d.split.get("seed") for d in datasets]
     if any(s is None for s in seeds):

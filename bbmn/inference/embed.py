@@ -61,15 +61,18 @@ class Encoder:
             the profile of the checkpoint's kind of training data).
         batch_size: molecules per forward pass.
         threads: torch intra-op threads (0 = torch's default).
+        device: where the encoder runs (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
     """
 
     def __init__(self, checkpoint: str | Path, standardize: str | None = None,
-                 batch_size: int = 256, threads: int = 0) -> None:
+                 batch_size: int = 256, threads: int = 0, device: str = "auto") -> None:
         import torch
 
         from bbmn.models.batmannet import BatmanNet
         from bbmn.models.finetune import BatmanNetFinetune
+        from bbmn.train.device import resolve_device
 
+        self.device = resolve_device(device)  # a bad --device fails before the model is read
         saved = load_model_file(checkpoint)
         self.kind = saved.get("kind")
         if self.kind not in KINDS:
@@ -80,7 +83,7 @@ class Encoder:
         cls = BatmanNet if self.kind == "batmannet-pretrained" else BatmanNetFinetune
         self.model = cls.from_config(saved["model_config"])
         self.model.load_state_dict(saved["model"])
-        self.model.eval()
+        self.model.eval().to(self.device)
         self.hidden = int(saved["model_config"].get("hidden", 100))
         self.checkpoint = Path(checkpoint)
         self.options, self.options_source = standardize_options(saved.get("standardize"), self.kind,
@@ -95,17 +98,18 @@ class Encoder:
         import torch
 
         from bbmn.models.views import pretrained_views
+        from bbmn.train.device import to_device
 
         atom = np.zeros((len(graphs), self.hidden), np.float32)
         bond = np.zeros((len(graphs), self.hidden), np.float32)
         with torch.inference_mode():
             for idx in row_batches(graphs.row, self.batch_size):
-                batch = graphs.take(idx).to_batch()
+                batch = to_device(graphs.take(idx).to_batch(), self.device)
                 if self.kind == "batmannet-finetuned":
                     a, b = self.model.views(batch)
                 else:
                     a, b = pretrained_views(self.model, batch)
-                atom[idx], bond[idx] = a.numpy(), b.numpy()
+                atom[idx], bond[idx] = a.cpu().numpy(), b.cpu().numpy()
         return atom, bond
 
     def describe(self) -> dict:
@@ -149,17 +153,18 @@ def embeddings_table(prepared: Prepared, atom: np.ndarray, bond: np.ndarray, lay
 def embed_file(checkpoint: str | Path, input_path: str | Path, out: str | Path,
                smiles_col: str = "smiles", keep: Sequence[str] = (), layout: str = "concat",
                standardize: str | None = None, batch_size: int = 256, chunk_rows: int = 4096,
-               workers: int = 0, threads: int = 0, encoding: str = "utf-8-sig") -> dict:
+               workers: int = 0, threads: int = 0, encoding: str = "utf-8-sig",
+               device: str = "auto") -> dict:
     """Embed every row of ``input_path`` into the Parquet file ``out`` (one row group per chunk).
 
-    ``workers`` processes prepare chunks (standardize + featurize) while this one encodes
-    (0 = prepare here). Returns a summary: rows, ok, failed, reasons, seconds, molecules_per_s,
+    ``workers`` processes prepare chunks (standardize + featurize) while this one encodes on
+    ``device`` (0 = prepare here). Returns a summary: rows, ok, failed, reasons, seconds, molecules_per_s,
     peak_rss_mb (this process) and workers_peak_rss_mb.
     """
     if layout not in LAYOUTS:
         raise BbmnError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
     started = time.perf_counter()
-    encoder = Encoder(checkpoint, standardize, batch_size, threads)
+    encoder = Encoder(checkpoint, standardize, batch_size, threads, device)
     meta = {"step": "embed", "input": str(input_path), "layout": layout, "views": list(VIEWS),
             **encoder.describe()}
     chunks = read_chunks(input_path, smiles_col, keep, aligned_chunk_rows(chunk_rows, batch_size),

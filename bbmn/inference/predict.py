@@ -138,10 +138,14 @@ class Predictor:
         standardize: a profile name that replaces the recorded standardization (None = recorded).
         batch_size: molecules per forward pass.
         threads: torch intra-op threads (0 = torch's default).
+        device: where the models run (``auto``, ``cpu``, ``cuda``, ``cuda:N``); they are moved
+            there.
     """
 
     def __init__(self, members: Sequence[Member], standardize: str | None = None,
-                 batch_size: int = 256, threads: int = 0) -> None:
+                 batch_size: int = 256, threads: int = 0, device: str = "auto") -> None:
+        from bbmn.train.device import resolve_device
+
         if not members:
             raise BbmnError("no model to predict with")
         first = members[0]
@@ -153,6 +157,9 @@ class Predictor:
                 raise BbmnError(f"{m.path} and {first.path} were trained on differently standardized "
                                 f"molecules; pass --standardize to choose one profile")
         self.members = list(members)
+        self.device = resolve_device(device)
+        for m in self.members:
+            m.model.to(self.device)
         self.tasks, self.task_type = first.tasks, first.task_type
         self.options, self.options_source = standardize_options(first.standardize, FINETUNED,
                                                                 standardize, str(first.path))
@@ -180,6 +187,8 @@ class Predictor:
         """``(n, columns)`` predictions of a prepared chunk; NaN on the rows that failed."""
         import torch
 
+        from bbmn.train.device import to_device
+
         if self.threads:
             torch.set_num_threads(self.threads)
         n_ok = len(prepared.graphs)
@@ -189,8 +198,9 @@ class Predictor:
                                                                nan=0.0, posinf=0.0, neginf=0.0))
             with torch.inference_mode():
                 for idx in row_batches(prepared.graphs.row, self.batch_size):
-                    batch = prepared.graphs.take(idx).to_batch()
-                    pred = m.model.predict(batch, torch.from_numpy(desc[idx])).numpy().astype(np.float64)
+                    batch = to_device(prepared.graphs.take(idx).to_batch(), self.device)
+                    pred = m.model.predict(batch, to_device(torch.from_numpy(desc[idx]), self.device))
+                    pred = pred.cpu().numpy().astype(np.float64)
                     per_member[k, idx] = m.target_scaler.inverse(pred) if m.target_scaler else pred
         out = np.full((len(prepared), len(self.columns)), np.nan)
         ok = prepared.ok
@@ -276,15 +286,17 @@ def _cell(value) -> str:
 def predict_file(models: Sequence[str | Path], input_path: str | Path, out: str | Path,
                  smiles_col: str = "smiles", keep: Sequence[str] = (), fmt: str | None = None,
                  standardize: str | None = None, batch_size: int = 256, chunk_rows: int = 2048,
-                 workers: int = 0, threads: int = 0, encoding: str = "utf-8-sig") -> dict:
+                 workers: int = 0, threads: int = 0, encoding: str = "utf-8-sig",
+                 device: str = "auto") -> dict:
     """Score every row of ``input_path`` with ``models`` (one run or an ensemble) into ``out``.
 
     Reads and writes in chunks of ``chunk_rows``; ``workers`` processes prepare chunks while this
-    one scores (0 = prepare here). Returns a summary: rows, ok, failed, reasons, seconds, models.
+    one scores (0 = prepare here) on ``device``. Returns a summary: rows, ok, failed, reasons,
+    seconds, models.
     """
     started = time.perf_counter()
     predictor = Predictor.from_paths(models, standardize=standardize, batch_size=batch_size,
-                                     threads=threads)
+                                     threads=threads, device=device)
     fmt = output_format(out, fmt)
     meta = {"step": "predict", "input": str(input_path), "input_sha256": sha256_file(input_path)
             if Path(input_path).is_file() else None, **predictor.describe()}

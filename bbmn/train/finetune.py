@@ -50,6 +50,7 @@ from bbmn.models.batmannet import count_parameters
 from bbmn.models.finetune import BatmanNetFinetune, LoadReport, combine_heads
 from bbmn.train.checkpoint import load_checkpoint, resumable_state, rng_state, save_checkpoint, set_rng_state
 from bbmn.train.determinism import deterministic, seed_everything
+from bbmn.train.device import autocast, device_of, resolve_device, to_device, use_bf16
 from bbmn.train.schedule import NoamSchedule
 from bbmn.train.tracking import Tracker, config_hash, flat_metrics
 
@@ -88,6 +89,10 @@ class FinetuneConfig:
             checkpoint the encoder sizes come from it; a conflicting size is an error.
         threads: torch intra-op threads (0 = leave torch's default).
         deterministic: torch's deterministic algorithms only (see :mod:`bbmn.train.determinism`).
+        device: ``auto`` (a GPU when CUDA works, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``
+            (:func:`bbmn.train.device.resolve_device`). Not a training key: a run resumes on
+            another device.
+        bf16: bfloat16 autocast on a GPU; ignored with a warning on a CPU (slower there).
         inputs: what the heads read: ``both`` (spec), ``graph`` (views only) or ``descriptors``
             (no encoder; a control).
         descriptor_scaling: ``standardize`` (on the training part; spec) or ``none``.
@@ -116,6 +121,8 @@ class FinetuneConfig:
     model: dict[str, Any] = field(default_factory=dict)
     threads: int = 0
     deterministic: bool = False
+    device: str = "auto"
+    bf16: bool = False
     inputs: str = "both"
     descriptor_scaling: str = "standardize"
     view_norm: str = "none"
@@ -127,6 +134,7 @@ class FinetuneConfig:
         d = asdict(self)
         for key in ("dataset", "eval_batch_size", "max_minutes", "threads"):
             d.pop(key)
+        d.pop("device")  # a run may resume on another device
         return d
 
 
@@ -189,10 +197,10 @@ def part_views(model: BatmanNetFinetune, part: LabelledPart, batch_size: int,
     model.eval()
     atom, bond = [], []
     with torch.no_grad():
-        for batch, _, _ in _batches(part, np.arange(len(part)), batch_size):
+        for batch, _, _ in _batches(part, np.arange(len(part)), batch_size, device_of(model)):
             a, b = model.raw_views(batch) if raw else model.views(batch)
-            atom.append(a.numpy())
-            bond.append(b.numpy())
+            atom.append(a.cpu().numpy())
+            bond.append(b.cpu().numpy())
     model.train(was_training)
     return np.concatenate(atom).astype(np.float64), np.concatenate(bond).astype(np.float64)
 
@@ -212,27 +220,36 @@ def view_health(model: BatmanNetFinetune, part: LabelledPart, batch_size: int) -
             for name, r, v in zip(("atom", "bond"), raw, normed)}
 
 
-def _batches(part: LabelledPart, order: np.ndarray, size: int
-             ) -> Iterator[tuple[Any, torch.Tensor, torch.Tensor]]:
-    """(Batch, descriptors, targets) of the molecules ``order``, ``size`` at a time."""
+def _batches(part: LabelledPart, order: np.ndarray, size: int,
+             device: torch.device = torch.device("cpu")) -> Iterator[tuple[Any, torch.Tensor, torch.Tensor]]:
+    """(Batch, descriptors, targets) of the molecules ``order``, ``size`` at a time, on ``device``."""
     for start in range(0, len(order), size):
         idx = order[start:start + size]
-        yield (part.graphs.take(idx).to_batch(), torch.from_numpy(part.descriptors[idx]),
-               torch.from_numpy(part.targets[idx]))
+        yield (to_device(part.graphs.take(idx).to_batch(), device),
+               to_device(torch.from_numpy(part.descriptors[idx]), device),
+               to_device(torch.from_numpy(part.targets[idx]), device))
 
 
-def predict_part(model: BatmanNetFinetune, batches: list) -> tuple[np.ndarray, float]:
-    """Model-space predictions ``(n, T)`` and the mean loss (over present labels) of a part."""
+def _float(outputs: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Heads' outputs in float32: the loss and the predictions are not computed in bfloat16."""
+    return outputs[0].float(), outputs[1].float()
+
+
+def predict_part(model: BatmanNetFinetune, batches: list, bf16: bool = False) -> tuple[np.ndarray, float]:
+    """Model-space predictions ``(n, T)`` and the mean loss (over present labels) of a part
+    (``batches`` on the model's device; ``bf16``: autocast the forward passes)."""
     was_training = model.training
     model.eval()
     preds, loss_sum, count = [], 0.0, 0
     with torch.no_grad():
         for batch, descriptors, targets in batches:
-            outputs = model(batch, descriptors)
+            with autocast(bf16, device_of(model)):
+                outputs = model(batch, descriptors)
+            outputs = _float(outputs)
             loss = model.loss(outputs, targets)
             loss_sum += float(loss.total) * loss.count
             count += loss.count
-            preds.append(combine_heads(outputs, model.task_type).numpy())
+            preds.append(combine_heads(outputs, model.task_type).cpu().numpy())
     model.train(was_training)
     return np.concatenate(preds).astype(np.float64), (loss_sum / count if count else math.nan)
 
@@ -316,6 +333,8 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
     remove_pyfunc(out)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)  # a bad --device fails before the data is read
+    bf16 = use_bf16(cfg.bf16, device)
     data = load_labelled(cache, descriptors, split, cfg.descriptor_scaling)
     _check_metric(cfg.metric, data.task_type)
     kind = run_kind(cfg.inputs, checkpoint is not None)
@@ -330,6 +349,7 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
     model = BatmanNetFinetune(len(data.tasks), data.task_type, **model_config)
     report: LoadReport | None = model.load_pretrained(pretrained) if pretrained is not None else None
     del pretrained
+    model.to(device)
     if cfg.view_norm == "standardize":  # fixed statistics: the initial encoder's on the training part
         views = part_views(model, data.train, cfg.eval_batch_size, raw=True)
         model.atom_view_norm.set_statistics(torch.from_numpy(views[0]))
@@ -356,7 +376,7 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
         st = _State(**saved["progress"])
         log.info("resuming from %s: %d epochs done", latest, st.epoch)
     out.mkdir(parents=True, exist_ok=True)
-    params = {**asdict(cfg), "model": model.config, "init": init, "kind": kind.key, "cache": str(cache),
+    params = {**asdict(cfg), "device": str(device), "bf16": bf16, "model": model.config, "init": init, "kind": kind.key, "cache": str(cache),
               "descriptors": str(descriptors), "split": data.split,
               "checkpoint": str(checkpoint) if checkpoint else None, "selection": selection,
               "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
@@ -372,7 +392,7 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
     def out_of_time() -> bool:
         return bool(cfg.max_minutes) and used_minutes() >= cfg.max_minutes
 
-    val_batches = list(_batches(data.val, np.arange(len(data.val)), cfg.eval_batch_size))
+    val_batches = list(_batches(data.val, np.arange(len(data.val)), cfg.eval_batch_size, device))
     tracker = Tracker(f"finetune-{cfg.dataset}-{kind.key}-seed{cfg.seed}",
                       tags={"stage": "finetune", "dataset": cfg.dataset, "seed": cfg.seed,
                             "init": init, "kind": kind.key, "metric": cfg.metric},
@@ -382,8 +402,9 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
     with tracker:
         while st.stopped is None:
             epoch_started = time.perf_counter()
-            losses, partial = _train_epoch(model, optimizer, schedule, data.train, cfg, st, out_of_time)
-            record = _validate(model, val_batches, data, cfg, selection, st)
+            losses, partial = _train_epoch(model, optimizer, schedule, data.train, cfg, st, out_of_time,
+                                           device, bf16)
+            record = _validate(model, val_batches, data, cfg, selection, st, bf16)
             record.update(train_loss=float(np.mean(losses)) if losses else math.nan,
                           lr=schedule.get_last_lr()[0], partial=partial,
                           seconds=round(time.perf_counter() - epoch_started, 3))
@@ -420,7 +441,7 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
             "task_type": data.task_type, "tasks": data.tasks, "split": data.split,
             "best_epoch": st.best_epoch, "epochs_run": st.epoch, "stopped": st.stopped,
             "selection": selection,
-            **_score_and_save(model, data, cfg, out, extra=dict(best_epoch=st.best_epoch, init=init,
+            **_score_and_save(model, data, cfg, out, bf16, extra=dict(best_epoch=st.best_epoch, init=init,
                                                                      **cleaning_of(cache))),
             "checkpoint": ({"path": str(checkpoint), "loaded": len(report.loaded),
                             "fresh": len(report.fresh)} if report is not None else None),
@@ -448,36 +469,39 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
 
 
 def _train_epoch(model: BatmanNetFinetune, optimizer: torch.optim.Optimizer, schedule: NoamSchedule,
-                 train: LabelledPart, cfg: FinetuneConfig, st: _State,
-                 out_of_time: Callable[[], bool]) -> tuple[list[float], bool]:
+                 train: LabelledPart, cfg: FinetuneConfig, st: _State, out_of_time: Callable[[], bool],
+                 device: torch.device = torch.device("cpu"), bf16: bool = False) -> tuple[list[float], bool]:
     """One pass over the training part in the epoch's seeded order; the batch losses, and whether
-    the time budget cut the epoch short."""
+    the time budget cut the epoch short. The losses are read off the device at the end, so a GPU
+    is not made to wait for each step before the next batch is prepared."""
     model.train()
     order = np.random.default_rng([cfg.seed, st.epoch]).permutation(len(train))
-    losses, tick = [], time.perf_counter()
-    for batch, descriptors, targets in _batches(train, order, cfg.batch_size):
-        loss = model.loss(model(batch, descriptors), targets)
+    losses, tick, partial = [], time.perf_counter(), False
+    for batch, descriptors, targets in _batches(train, order, cfg.batch_size, device):
+        with autocast(bf16, device):
+            outputs = model(batch, descriptors)
+        loss = model.loss(_float(outputs), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
         optimizer.step()
         schedule.step()
         st.step += 1
-        losses.append(loss.total.item())
+        losses.append(loss.total.detach())
         now = time.perf_counter()
         st.train_seconds += now - tick
         st.train_molecules += len(targets)
         tick = now
         if out_of_time():
-            st.epoch += 1
-            return losses, True
+            partial = True
+            break
     st.epoch += 1
-    return losses, False
+    return (torch.stack(losses).tolist() if losses else []), partial
 
 
 def _validate(model: BatmanNetFinetune, val_batches: list, data: LabelledData, cfg: FinetuneConfig,
-              selection: str, st: _State) -> dict:
+              selection: str, st: _State, bf16: bool = False) -> dict:
     """Score the validation part, keep the weights if they are the best so far; the epoch's record."""
-    pred, loss = predict_part(model, val_batches)
+    pred, loss = predict_part(model, val_batches, bf16)
     val = score(cfg.metric, data.val.labels, data.to_label_units(pred), data.tasks)
     if selection == "val_metric":
         improved = is_better(cfg.metric, val.value, st.best_value)
@@ -495,13 +519,14 @@ def _validate(model: BatmanNetFinetune, val_batches: list, data: LabelledData, c
 
 
 def _score_and_save(model: BatmanNetFinetune, data: LabelledData, cfg: FinetuneConfig, out: Path,
-                    extra: dict) -> dict:
+                    bf16: bool, extra: dict) -> dict:
     """Score the validation and test parts, write ``predictions.csv`` and ``model.pt``; return
     ``{"val": ..., "test": ...}`` as Score dicts."""
     scores = {}
     for name in ("val", "test"):
         part = data.part(name)
-        pred, _ = predict_part(model, list(_batches(part, np.arange(len(part)), cfg.eval_batch_size)))
+        batches = list(_batches(part, np.arange(len(part)), cfg.eval_batch_size, device_of(model)))
+        pred, _ = predict_part(model, batches, bf16)
         pred = data.to_label_units(pred)
         scores[name] = score(cfg.metric, part.labels, pred, data.tasks)
         for task, why in scores[name].skipped.items():

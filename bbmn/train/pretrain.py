@@ -40,6 +40,7 @@ from bbmn.models.batmannet import BatmanNet, count_parameters, reconstruction_lo
 from bbmn.train import distributed
 from bbmn.train.checkpoint import resumable_state, rng_state, save_checkpoint, set_rng_state
 from bbmn.train.determinism import deterministic, seed_everything
+from bbmn.train.device import autocast, to_device, use_bf16
 from bbmn.train.schedule import NoamSchedule
 from bbmn.train.tracking import Tracker, config_hash
 
@@ -67,7 +68,7 @@ class PretrainConfig:
         dynamic_mask: new masks every epoch (True) or the same mask every epoch (the reference).
         model: BatmanNet constructor arguments (hidden, heads, depth, ...).
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``...
-        bf16: bfloat16 autocast (on GPUs).
+        bf16: bfloat16 autocast on GPUs (ignored with a warning on a CPU).
         threads: torch intra-op threads (0 = leave torch's default).
         log_every: steps between progress log lines.
         checkpoint_every: steps between checkpoints (each epoch end also writes one).
@@ -155,8 +156,8 @@ def validate(model: torch.nn.Module, batches: CacheBatches, masking: Masking,
         for i, arrays in enumerate(batches.epoch(0)):
             if max_batches and i >= max_batches:
                 break
-            batch = masking(arrays.to_batch()).to(ctx.device)
-            with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=bf16):
+            batch = to_device(masking(arrays.to_batch()), ctx.device)
+            with autocast(bf16, ctx.device):
                 loss = reconstruction_loss(model(batch), batch)
             n_batches += 1
             sums["loss"] += float(loss.total)
@@ -197,6 +198,7 @@ def _pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig,
               tracking_parent: str | Path | None, tracking_required: bool) -> dict:
     out = Path(out)
     ctx = distributed.setup(cfg.device)
+    bf16 = use_bf16(cfg.bf16, ctx.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
@@ -279,7 +281,7 @@ def _pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig,
                             summary={"steps": step, "epochs_done": round(step / steps_per_epoch, 4)})
 
     def validation_record(epoch_done: float, train_losses: list[float]) -> dict:
-        metrics = validate(model, val_batches, val_masking, ctx, cfg.val_batches, cfg.bf16)
+        metrics = validate(model, val_batches, val_masking, ctx, cfg.val_batches, bf16)
         record = {"epoch": epoch_done, "step": step,
                   "train_loss": float(np.mean(train_losses)) if train_losses else math.nan,
                   "lr": schedule.get_last_lr()[0],
@@ -311,8 +313,8 @@ def _pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig,
             progress = _progress(ctx, steps_per_epoch, skip, f"epoch {epoch + 1}/{cfg.epochs}")
             tick = time.perf_counter()
             for arrays in train_batches.epoch(epoch, skip=skip):
-                batch = masking(arrays.to_batch(), epoch=epoch).to(ctx.device)
-                with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                batch = to_device(masking(arrays.to_batch(), epoch=epoch), ctx.device)
+                with autocast(bf16, ctx.device):
                     loss = reconstruction_loss(train_model(batch), batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.total.backward()

@@ -58,7 +58,12 @@ def test_profile_has_placeholders_only_for_account_and_partitions():
     defaults = profile["default-resources"]
     assert defaults["slurm_account"] == "YOUR_ACCOUNT" and defaults["slurm_partition"] == "YOUR_CPU_PARTITION"
     for rule in ("pretrain", "finetune"):
-        assert {"gpu", "cpus_per_gpu", "mem_mb", "runtime", "slurm_partition"} <= set(profile["set-resources"][rule])
+        assert {"gpu", "cpus_per_gpu", "mem_mb", "slurm_partition"} <= set(profile["set-resources"][rule])
+    # GPUs only for the rules that train BatmanNet; runtimes come from the rules (the config)
+    gpu_rules = {rule for rule, r in profile["set-resources"].items() if r.get("gpu")}
+    assert {"pretrain", "finetune"} <= gpu_rules
+    assert all(rule.startswith(("pretrain", "finetune")) for rule in gpu_rules)
+    assert not any("runtime" in r for r in profile["set-resources"].values())
     rules = "".join(p.read_text() for p in (REPO / "rules").glob("*.smk"))
     assert "slurm_" not in rules and "partition" not in rules  # cluster specifics stay in the profile
 
@@ -72,13 +77,17 @@ def test_dry_run_lists_jobs_with_the_profiles_resources(workdir):
         by_rule.setdefault(job["rule"], []).append(job)
     assert len(by_rule["finetune"]) == 20 and len(by_rule["pretrain"]) == 1
     pretrain = by_rule["pretrain"][0]["resources"]
-    assert (pretrain["gpu"], pretrain["cpus_per_gpu"], pretrain["mem_mb"], pretrain["runtime"]) == ("1", "8", "32000", "1440")
+    # runtime: the rule's, from the config (a step budget: 240 min; 2 fine-tuning epochs: 60)
+    assert (pretrain["gpu"], pretrain["cpus_per_gpu"], pretrain["mem_mb"], pretrain["runtime"]) == ("1", "8", "32000", "240")
     assert pretrain["slurm_partition"] == "YOUR_GPU_PARTITION" and pretrain["slurm_account"] == "YOUR_ACCOUNT"
     for job in by_rule["finetune"]:
         r = job["resources"]
-        assert (r["gpu"], r["cpus_per_gpu"], r["mem_mb"], r["runtime"]) == ("1", "4", "16000", "240")
+        assert (r["gpu"], r["cpus_per_gpu"], r["mem_mb"], r["runtime"]) == ("1", "4", "16000", "60")
     clean = by_rule["clean"][0]["resources"]
     assert "gpu" not in clean and clean["slurm_partition"] == "YOUR_CPU_PARTITION" and clean["mem_mb"] == "2000"
+    for rule in ("probe", "baseline"):  # no GPU for the probes' and baselines' regressions and forests
+        assert all(job["resources"].get("gpu", "0") == "0" for job in by_rule[rule])
+        assert all(job["resources"]["slurm_partition"] == "YOUR_CPU_PARTITION" for job in by_rule[rule])
     assert by_rule["pretrain"][0]["shell"].startswith("bbmn pretrain ")
 
 

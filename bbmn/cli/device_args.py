@@ -1,0 +1,15 @@
+"""``--device`` (and ``--bf16``) of the commands that run a model: one spelling and help text."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_device_args(p: argparse.ArgumentParser, bf16: bool = False) -> None:
+    """``--device``, checked when the command starts (:func:`bbmn.train.device.resolve_device`);
+    with ``bf16``, also ``--bf16``."""
+    p.add_argument("--device", default="auto",
+                   help="auto (a GPU when CUDA works, else the CPU), cpu, cuda or cuda:N")
+    if bf16:
+        p.add_argument("--bf16", action="store_true",
+                       help="bfloat16 autocast on a GPU (on a CPU: a warning, and float32, which is faster there)")
