@@ -60,6 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="keep the model after these steps as snapshots/step-N.pt (0 = the initialization)")
     p.add_argument("--deterministic", action="store_true",
                    help="torch deterministic algorithms only (reproducible on GPUs; CPU runs are anyway)")
+    p.add_argument("--register", default="", metavar="NAME",
+                   help="register the final model.pt in the MLflow Model Registry as NAME, its card "
+                        "as the version's tags (default: no)")
     p.add_argument("--tracking-parent", help="parent run record written by `bbmn track init`")
     p.add_argument("--tracking-required", action="store_true",
                    help="fail if the MLflow store cannot be used (default: skip tracking)")
@@ -87,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         dynamic_mask=not args.static_mask, model=model_config(args), device=args.device,
         bf16=args.bf16, threads=args.threads, log_every=args.log_every,
         checkpoint_every=args.checkpoint_every, deterministic=args.deterministic,
-        validate_every=args.validate_every, snapshot_steps=sorted(set(args.snapshot_steps)))
+        validate_every=args.validate_every, snapshot_steps=sorted(set(args.snapshot_steps)),
+        register=args.register)
     summary = pretrain(args.cache, args.out, cfg, args.tracking_parent, args.tracking_required)
     if summary["rank"] == 0:  # one summary line per run, not per data-parallel rank
         print(json.dumps({k: v for k, v in summary.items() if k not in ("final", "rank")}))

@@ -239,22 +239,14 @@ def checkpoint_encoder(path: str | Path):
         BbmnError: for another kind of file, a descriptors-only model (no encoder), or weights
             that do not fit the recorded sizes.
     """
-    from bbmn.chem.features import FEATURIZER_VERSION
     from bbmn.models.batmannet import BatmanNet
     from bbmn.models.finetune import BatmanNetFinetune
+    from bbmn.train.card import check_model
     from bbmn.train.checkpoint import load_checkpoint
 
     saved = load_checkpoint(path)
-    kind = saved.get("kind") if isinstance(saved, dict) else None
-    if kind not in CHECKPOINT_KINDS:
-        raise BbmnError(f"{path} is a checkpoint of kind {kind!r}, not a BatmanNet model; give bbmn "
-                        f"pretrain's model.pt (or a snapshot) or bbmn finetune's model.pt")
-    if not isinstance(saved.get("model"), dict) or not isinstance(saved.get("model_config"), dict):
-        raise BbmnError(f"{path} has no model weights or model_config; it is not a complete model.pt")
-    version = saved.get("featurizer_version")
-    if version is not None and version != FEATURIZER_VERSION:
-        raise BbmnError(f"{path} was trained on featurizer version {version} codes; this bbmn featurizes "
-                        f"with version {FEATURIZER_VERSION}")
+    check_model(saved, path, CHECKPOINT_KINDS, "bbmn probe")  # kind, featurizer, settings, weights
+    kind = saved["kind"]
     config = saved["model_config"]
     if config.get("inputs") == "descriptors":
         raise BbmnError(f"{path} is a descriptors-only model: it has no encoder to probe")

@@ -73,11 +73,8 @@ class Encoder:
         from bbmn.train.device import resolve_device
 
         self.device = resolve_device(device)  # a bad --device fails before the model is read
-        saved = load_model_file(checkpoint)
-        self.kind = saved.get("kind")
-        if self.kind not in KINDS:
-            raise BbmnError(f"{checkpoint} is not a BatmanNet model (kind {self.kind!r}); give "
-                            f"bbmn pretrain's or bbmn finetune's model.pt")
+        saved = load_model_file(checkpoint, KINDS, "bbmn embed")
+        self.kind = saved["kind"]
         if saved["model_config"].get("inputs") == "descriptors":
             raise BbmnError(f"{checkpoint} is a descriptors-only model: it has no encoder to embed with")
         cls = BatmanNet if self.kind == "batmannet-pretrained" else BatmanNetFinetune

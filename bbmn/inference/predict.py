@@ -94,10 +94,7 @@ def load_member(path: str | Path) -> Member:
     """
     from bbmn.models.finetune import BatmanNetFinetune
 
-    saved = load_model_file(path)
-    if saved.get("kind") != FINETUNED:
-        raise BbmnError(f"{path} is not a fine-tuned model (kind {saved.get('kind')!r}); "
-                        f"bbmn predict needs bbmn finetune's model.pt")
+    saved = load_model_file(path, (FINETUNED,), "bbmn predict")
     model = BatmanNetFinetune.from_config(saved["model_config"])
     model.load_state_dict(saved["model"])
     model.eval()
@@ -110,22 +107,17 @@ def load_member(path: str | Path) -> Member:
                   info={k: saved.get(k) for k in ("dataset", "seed", "init", "metric", "best_epoch")})
 
 
-def load_model_file(path: str | Path) -> dict:
-    """A ``model.pt`` as a dict (BbmnError when missing, unreadable, or featurized by another
-    featurizer version than this bbmn's)."""
-    from bbmn.chem.features import FEATURIZER_VERSION
+def load_model_file(path: str | Path, kinds: Sequence[str] = (FINETUNED,), use: str = "bbmn predict") -> dict:
+    """A ``model.pt`` as a dict; BbmnError when it is missing, unreadable, or not a model ``use``
+    can read (of another kind than ``kinds``, another featurizer...: :func:`bbmn.train.card.check_model`)."""
+    from bbmn.train.card import check_model
     from bbmn.train.checkpoint import load_checkpoint
 
     path = Path(path)
     if not path.is_file():
         raise BbmnError(f"model not found: {path}")
     saved = load_checkpoint(path, what="model")
-    if not isinstance(saved, dict):
-        raise BbmnError(f"{path} is not a bbmn model file")
-    version = saved.get("featurizer_version")
-    if version is not None and version != FEATURIZER_VERSION:
-        raise BbmnError(f"{path} was trained on featurizer version {version} codes; this bbmn "
-                        f"featurizes with version {FEATURIZER_VERSION}")
+    check_model(saved, path, kinds, use)
     return saved
 
 

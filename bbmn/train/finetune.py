@@ -7,7 +7,7 @@ and scores that epoch on the test part. It writes into ``out``:
 
 - ``model.pt``: the selected epoch's model with everything needed to score new molecules the way
   the test part was scored (model config, weights, tasks, task type, descriptor and target
-  scalers);
+  scalers) and its card (:mod:`bbmn.train.card`);
 - ``metrics.json``: the run's result (the table step reads it; schema in :func:`finetune`);
 - ``predictions.csv``: test part, ``row``, ``smiles``, then per task ``<task>`` (label, empty if
   missing) and ``<task>_pred`` (probability, or value in the label's units);
@@ -47,7 +47,8 @@ from bbmn.inference.pyfunc import remove_pyfunc, save_pyfunc
 from bbmn.io import atomic_path, sha256_file, write_json
 from bbmn.kinds import FINETUNE_KINDS, RunKind
 from bbmn.models.batmannet import count_parameters
-from bbmn.models.finetune import BatmanNetFinetune, LoadReport, combine_heads
+from bbmn.models.finetune import LOADABLE_KINDS, BatmanNetFinetune, LoadReport, combine_heads
+from bbmn.train.card import check_model, data_files, make_card, plain
 from bbmn.train.checkpoint import load_checkpoint, resumable_state, rng_state, save_checkpoint, set_rng_state
 from bbmn.train.determinism import deterministic, seed_everything
 from bbmn.train.device import autocast, device_of, resolve_device, to_device, use_bf16
@@ -340,6 +341,8 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
     kind = run_kind(cfg.inputs, checkpoint is not None)
     init = kind.init
     pretrained = load_checkpoint(checkpoint) if checkpoint is not None else None
+    if pretrained is not None:  # a training checkpoint (no kind) loads as it did before cards
+        check_model(pretrained, checkpoint, (*LOADABLE_KINDS, None), "bbmn finetune --checkpoint")
     model_config = resolve_model_config(cfg.model, pretrained.get("model_config") if pretrained else None)
     model_config.update(descriptor_dim=data.train.descriptors.shape[1], disagreement=cfg.disagreement,
                         inputs=cfg.inputs, view_norm=cfg.view_norm, add_positions=cfg.add_positions,
@@ -434,6 +437,11 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
             log.warning("no epoch gave a finite validation value (%s): scoring the last epoch", selection)
             st.best_epoch, st.best_state = st.epoch, model.state_dict()
         model.load_state_dict(st.best_state)
+        card = make_card("batmannet-finetuned", model.config, asdict(cfg),
+                         data_files(cache=cache, descriptors=descriptors, split=split, checkpoint=checkpoint),
+                         st.step, st.epoch, {}, best_epoch=st.best_epoch, stopped=st.stopped, init=init,
+                         row=kind.key, task={"dataset": cfg.dataset, "tasks": data.tasks,
+                                             "task_type": data.task_type, "metric": cfg.metric})
         health = {"start": health_at_start, "best_epoch": view_health(model, data.train, cfg.eval_batch_size)}
         metrics = {
             "dataset": cfg.dataset, "seed": cfg.seed, "model": "batmannet", "init": init,
@@ -442,7 +450,7 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
             "best_epoch": st.best_epoch, "epochs_run": st.epoch, "stopped": st.stopped,
             "selection": selection,
             **_score_and_save(model, data, cfg, out, bf16, extra=dict(best_epoch=st.best_epoch, init=init,
-                                                                     **cleaning_of(cache))),
+                                                                     **cleaning_of(cache)), card=card),
             "checkpoint": ({"path": str(checkpoint), "loaded": len(report.loaded),
                             "fresh": len(report.fresh)} if report is not None else None),
             "seconds": round(used_minutes() * 60, 2),
@@ -519,9 +527,9 @@ def _validate(model: BatmanNetFinetune, val_batches: list, data: LabelledData, c
 
 
 def _score_and_save(model: BatmanNetFinetune, data: LabelledData, cfg: FinetuneConfig, out: Path,
-                    bf16: bool, extra: dict) -> dict:
+                    bf16: bool, extra: dict, card: dict) -> dict:
     """Score the validation and test parts, write ``predictions.csv`` and ``model.pt``; return
-    ``{"val": ..., "test": ...}`` as Score dicts."""
+    ``{"val": ..., "test": ...}`` as Score dicts. ``card`` is saved with the scores as its metrics."""
     scores = {}
     for name in ("val", "test"):
         part = data.part(name)
@@ -536,7 +544,8 @@ def _score_and_save(model: BatmanNetFinetune, data: LabelledData, cfg: FinetuneC
                     model=model.state_dict(), tasks=data.tasks, task_type=data.task_type,
                     metric=cfg.metric, descriptor_scaler=data.descriptor_scaler.as_dict(),
                     target_scaler=data.target_scaler.as_dict() if data.target_scaler else None,
-                    descriptors="RDKit2DNormalized", dataset=cfg.dataset, seed=cfg.seed, **extra)
+                    descriptors="RDKit2DNormalized", dataset=cfg.dataset, seed=cfg.seed,
+                    card={**card, "metrics": plain({n: s.as_dict() for n, s in scores.items()})}, **extra)
     return {name: s.as_dict() for name, s in scores.items()}
 
 

@@ -6,7 +6,8 @@ into ``out``:
 - ``checkpoints/latest.pt``: the full training state, replaced atomically every
   ``checkpoint_every`` steps and at every epoch end. Running the same command again resumes from
   it (a checkpoint of a different configuration is set aside, not resumed);
-- ``model.pt``: the final model (hyper-parameters + weights), what fine-tuning loads;
+- ``model.pt``: the final model (hyper-parameters + weights + card, :mod:`bbmn.train.card`),
+  what fine-tuning loads;
 - ``history.jsonl``: one line of metrics per epoch; ``summary.json``: the final figures;
 - ``steps.jsonl``: the training loss every ``log_every`` steps (the report's loss curve);
 - ``config.json``: the effective configuration.
@@ -38,6 +39,7 @@ from bbmn.errors import BbmnError
 from bbmn.io import atomic_path, write_json
 from bbmn.models.batmannet import BatmanNet, count_parameters, reconstruction_loss
 from bbmn.train import distributed
+from bbmn.train.card import data_files, make_card
 from bbmn.train.checkpoint import resumable_state, rng_state, save_checkpoint, set_rng_state
 from bbmn.train.determinism import deterministic, seed_everything
 from bbmn.train.device import autocast, to_device, use_bf16
@@ -79,6 +81,8 @@ class PretrainConfig:
         snapshot_steps: steps after which the model is also kept as ``snapshots/step-N.pt`` (a
             ``model.pt`` of its own; step 0 = the initialization), e.g. to probe the
             representation against the pre-training budget.
+        register: also register the final ``model.pt`` under this name in the MLflow Model
+            Registry, its card as the version's tags ("" = no; needs a working store).
     """
 
     batch_size: int = 32
@@ -105,12 +109,13 @@ class PretrainConfig:
     deterministic: bool = False
     validate_every: int = 0
     snapshot_steps: list[int] = field(default_factory=list)
+    register: str = ""
 
     def training_keys(self) -> dict:
         """The settings that change the trained weights (a resumed checkpoint must match them)."""
         d = asdict(self)
         for key in ("max_minutes", "device", "threads", "log_every", "checkpoint_every", "val_batches",
-                    "validate_every", "snapshot_steps"):
+                    "validate_every", "snapshot_steps", "register"):
             d.pop(key)
         return d
 
@@ -274,11 +279,21 @@ def _pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig,
                             step_in_epoch=step_in_epoch, step=step, history=history,
                             fingerprint=fingerprint, model_config=model.config)
 
+    corpus = data_files(corpus=cache_path) if ctx.is_main else {}  # hashed once per run
+    if corpus:
+        corpus["corpus"].update(molecules=len(cache), train_molecules=train_batches.num_molecules,
+                                val_molecules=val_batches.num_molecules)
+
+    def card(epochs_done: float, **extra: Any) -> dict:  # what the model files say of themselves
+        return make_card("batmannet-pretrained", model.config, asdict(cfg), corpus, step, epochs_done,
+                         history[-1] if history else {}, parameters=n_params, **extra)
+
     def snapshot() -> None:  # the model as it is after `step` steps, as a model.pt of its own
         if ctx.is_main and step in cfg.snapshot_steps:
             save_checkpoint(out / "snapshots" / f"step-{step}.pt", model_config=model.config,
                             model=model.state_dict(), kind="batmannet-pretrained",
-                            summary={"steps": step, "epochs_done": round(step / steps_per_epoch, 4)})
+                            summary={"steps": step, "epochs_done": round(step / steps_per_epoch, 4)},
+                            card=card(round(step / steps_per_epoch, 4)))
 
     def validation_record(epoch_done: float, train_losses: list[float]) -> dict:
         metrics = validate(model, val_batches, val_masking, ctx, cfg.val_batches, bf16)
@@ -384,9 +399,14 @@ def _pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig,
         }
         if ctx.is_main:
             if ended != "signal":
+                final = card(summary["epochs_done"], ended=ended)
                 save_checkpoint(out / "model.pt", model_config=model.config, model=model.state_dict(),
-                                kind="batmannet-pretrained", summary=summary)
-                tracker.log_artifact(out / "model.pt")
+                                kind="batmannet-pretrained", summary=summary, card=final)
+                if cfg.register:  # as the run's logged model, a new version of the registered one
+                    tracker.register_model(cfg.register, tracker.log_model(out / "model.pt"),
+                                           tags={"card": final})
+                else:
+                    tracker.log_artifact(out / "model.pt")
             write_json(out / "summary.json", summary)
             tracker.log_artifact(out / "summary.json")
             tracker.log_metrics({"peak_rss_mb": summary["peak_rss_mb"],

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "bbmn"
+#: tag values are cut to this length (MLflow stores limit them; a card's values are short)
+MAX_TAG_CHARS = 5000
 
 
 def tracking_uri(uri: str | None = None) -> str:
@@ -226,8 +228,9 @@ class Tracker:
         self._call("logging an artifact", "log_artifact", str(path), artifact_path)
 
     def log_model(self, model_dir: str | Path, name: str = "model") -> str | None:
-        """Log a saved MLflow model directory (e.g. ``mlflow.pyfunc.save_model``'s) as a logged
-        model of this run (MLflow 3); its model id, or None when tracking is off or fails."""
+        """Log a saved MLflow model directory (e.g. ``mlflow.pyfunc.save_model``'s), or a single
+        model file, as a logged model of this run (MLflow 3); its model id, or None when tracking
+        is off or fails."""
         if not self.enabled or self._client is None:
             return None
         from mlflow.entities import LoggedModelOutput, LoggedModelStatus
@@ -235,13 +238,41 @@ class Tracker:
         try:
             model = self._client.create_logged_model(self._experiment_id, name=name,
                                                      source_run_id=self.run_id)
-            self._client.log_model_artifacts(model.model_id, str(model_dir))
+            upload = (self._client.log_model_artifacts if Path(model_dir).is_dir()
+                      else self._client.log_model_artifact)
+            upload(model.model_id, str(model_dir))
             self._client.log_outputs(self.run_id, [LoggedModelOutput(model.model_id, step=0)])
             self._client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
         except Exception as exc:
             self._fail(f"logging the model failed ({exc})")
             return None
         return model.model_id
+
+    def register_model(self, name: str, model_id: str | None,
+                       tags: Mapping[str, Any] | None = None) -> int | None:
+        """Register the logged model ``model_id`` (:meth:`log_model`) as a new version of ``name``
+        in the MLflow Model Registry, with ``tags`` (nested keys joined by dots, values as strings,
+        e.g. a model card) on the version; the version number, or None when tracking is off or
+        fails (logged: the model files in ``results/`` are the record, the registry an index)."""
+        if not self.enabled or self._client is None or model_id is None:
+            log.warning("model not registered as %r: MLflow tracking is off", name)
+            return None
+        from mlflow.exceptions import MlflowException
+
+        try:
+            try:
+                self._client.get_registered_model(name)
+            except MlflowException:
+                self._client.create_registered_model(name)
+            source = self._client.get_logged_model(model_id).artifact_location
+            version = self._client.create_model_version(
+                name, source=source, run_id=self.run_id, model_id=model_id,
+                tags={k: str(v)[:MAX_TAG_CHARS] for k, v in _flatten(tags or {}).items()})
+        except Exception as exc:
+            self._fail(f"registering the model as {name!r} failed ({exc})")
+            return None
+        log.info("registered the model as version %s of %r in %s", version.version, name, self._uri)
+        return int(version.version)
 
 
 def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

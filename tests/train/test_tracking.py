@@ -42,3 +42,22 @@ def test_unreachable_store_is_skipped_or_fatal(tmp_path, caplog):
     assert not tracker.enabled and "tracking skipped" in caplog.text
     with pytest.raises(BbmnError, match="MLflow"):
         init_store(tmp_path / "p2.json", uri=bad, required=True)
+
+
+def test_a_logged_model_file_is_registered_with_flattened_tags(tmp_path, caplog):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"weights")
+    card = {"kind": "batmannet-pretrained", "model_config": {"hidden": 32}, "steps": [1, 2]}
+    with Tracker("pretrain", uri=uri) as tracker:
+        versions = [tracker.register_model("tiny", tracker.log_model(model), tags={"card": card})
+                    for _ in range(2)]
+    assert versions == [1, 2]
+    from mlflow.tracking import MlflowClient
+
+    version = MlflowClient(uri).get_model_version("tiny", "2")
+    assert version.tags == {"card.kind": "batmannet-pretrained", "card.model_config.hidden": "32",
+                            "card.steps": "[1, 2]"}
+    assert version.run_id == tracker.run_id
+    off = Tracker("x", enabled=False)
+    assert off.register_model("tiny", off.log_model(model)) is None and "not registered" in caplog.text
