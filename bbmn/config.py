@@ -91,7 +91,34 @@ def prepare_config(config: dict, schema_path: str | Path, overrides: Mapping | N
     merged = deep_merge(deep_merge(config, presets.get(name, {})), overrides)
     validate(merged, schema_path)
     _check_references(merged)
+    _check_variants(merged, schema_path)
     return merged
+
+
+def variant_pretrain(config: dict, name: str) -> dict:
+    """The ``pretrain`` section of pre-training variant ``name``: the run's, with the variant's
+    ``overrides`` merged in (model keys under ``model``), no variants and no snapshots of its own."""
+    variants = {v["name"]: v for v in config["pretrain"]["variants"]}
+    if name not in variants:
+        raise BbmnError(f"no pre-training variant named {name!r} (defined: {', '.join(variants) or 'none'})")
+    section = {k: v for k, v in config["pretrain"].items() if k != "variants"}
+    return deep_merge({**section, "snapshot_steps": []}, variants[name]["overrides"])
+
+
+def _check_variants(config: dict, schema_path: str | Path) -> None:
+    """Variant names are unique, and each variant's pre-training section is valid as a whole."""
+    names = [v["name"] for v in config["pretrain"]["variants"]]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise BbmnError(f"config key pretrain.variants: names used twice: {', '.join(duplicated)}")
+    for name in names:
+        if "variants" in next(v for v in config["pretrain"]["variants"] if v["name"] == name)["overrides"]:
+            raise BbmnError(f"config key pretrain.variants.{name}.overrides: a variant cannot have variants")
+        candidate = {**config, "pretrain": {**variant_pretrain(config, name), "variants": []}}
+        try:
+            validate(copy.deepcopy(candidate), schema_path)
+        except BbmnError as exc:
+            raise BbmnError(f"pre-training variant {name!r}: {exc} (from its overrides)") from None
 
 
 def _check_references(config: dict) -> None:

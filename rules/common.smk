@@ -1,10 +1,11 @@
 # Helpers shared by the rules: the validated config, registry lookups, target lists.
+import json
 import os
 import shlex
 import shutil
 from pathlib import Path
 
-from bbmn.config import prepare_config
+from bbmn.config import prepare_config, variant_pretrain
 from bbmn.data.sources import check_sources, default_digest_cache
 from bbmn.errors import BbmnError
 from bbmn.kinds import FINETUNE_KINDS
@@ -43,6 +44,7 @@ BASELINES = config["baselines"]
 TRACKING = config["tracking"]
 TRACKING_RECORD = f"{RESULTS}/tracking/parent_run.json"
 FIGURES = f"{RESULTS}/figures"
+VARIANTS = {v["name"]: v for v in PRETRAIN["variants"]}
 
 
 def registry_entry(name):
@@ -105,9 +107,10 @@ def split_path(name, seed, method=None):
     return f"{DATA}/splits/{name}/{method or SPLIT['method']}/seed{seed}.json"
 
 
-def pretrain_args():
-    """bbmn pretrain options from the `pretrain` section; passed as params, so a change reruns."""
-    p = PRETRAIN
+def pretrain_args(variant=None):
+    """bbmn pretrain options from the `pretrain` section (with a variant's overrides); passed as
+    params, so a change reruns."""
+    p = PRETRAIN if variant is None else variant_pretrain(config, variant)
     args = [
         "--batch-size",
         p["batch_size"],
@@ -156,6 +159,14 @@ def pretrain_args():
         args.append("--deterministic")
     if TRACKING["required"]:
         args.append("--tracking-required")
+    if variant is not None:
+        overrides = VARIANTS[variant]["overrides"]
+        args += [
+            "--variant",
+            variant,
+            "--variant-overrides",
+            json.dumps(overrides, sort_keys=True),
+        ]
     return shlex.join(str(a) for a in args)
 
 
@@ -210,6 +221,39 @@ def pretrain_runtime_minutes():
 
 def pretrained_model():
     return f"{RESULTS}/pretrain/{config['run']['corpus']}/model.pt"
+
+
+def variant_dir(variant):
+    """Where a pre-training variant's runs live: pretrain/<corpus>/ and finetune/<dataset>/seed<S>/."""
+    return f"{RESULTS}/variants/{variant}"
+
+
+def variant_model(variant):
+    return f"{variant_dir(variant)}/pretrain/{config['run']['corpus']}/model.pt"
+
+
+def variant_finetune_dir(variant, name, seed):
+    return f"{variant_dir(variant)}/finetune/{name}/seed{seed}"
+
+
+def ablation_inputs():
+    """Fine-tuning metrics the ablation compares: the main run's pre-trained ones (the default
+    row), then every variant's, on the run's datasets and seeds."""
+    main = (
+        [
+            f"{finetune_dir(name, 'pretrained', seed)}/metrics.json"
+            for name in config["run"]["datasets"]
+            for seed in SEEDS
+        ]
+        if "pretrained" in FINETUNE["kinds"]
+        else []
+    )
+    return main + [
+        f"{variant_finetune_dir(variant, name, seed)}/metrics.json"
+        for variant in VARIANTS
+        for name in config["run"]["datasets"]
+        for seed in SEEDS
+    ]
 
 
 def snapshot_path(step, corpus="{corpus}"):
@@ -477,6 +521,8 @@ def all_targets():
     if probe_encoders() and probe_datasets():
         targets.append(f"{RESULTS}/tables/probe/classification.md")
     targets += report_targets()
+    if VARIANTS:
+        targets += [f"{RESULTS}/tables/ablation.md", f"{FIGURES}/ablation.png"]
     targets.append(overview_target())
     targets += use_targets()
     return targets

@@ -36,6 +36,25 @@ rule finetune:
         " --tracking-parent {params.tracking} > {log} 2>&1"
 
 
+# A variant's pre-trained model fine-tuned like the main run's (kind pretrained).
+use rule finetune as finetune_variant with:
+    input:
+        cache=f"{DATA}/cache/{{name}}.parquet",
+        descriptors=f"{DATA}/descriptors/{{name}}.parquet",
+        split=lambda wc: split_path(wc.name, wc.seed),
+        pretrained=lambda wc: variant_model(wc.variant),
+    output:
+        metrics=f"{variant_finetune_dir('{variant}', '{name}', '{seed}')}/metrics.json",
+        predictions=f"{variant_finetune_dir('{variant}', '{name}', '{seed}')}/predictions.csv",
+        model=f"{variant_finetune_dir('{variant}', '{name}', '{seed}')}/model.pt",
+    log:
+        f"{LOGS}/variants/{{variant}}/finetune/{{name}}/seed{{seed}}.log",
+    params:
+        kind=lambda wc, input: (
+            f"{finetune_kind_args('pretrained', input.pretrained)} --variant {wc.variant}"
+        ),
+
+
 rule table:
     input:
         finetune_targets(),
@@ -126,3 +145,24 @@ rule probe_table:
     shell:
         "bbmn table {input} --out-dir $(dirname {output.classification_md})"
         " --selection '{params.selection}' > {log} 2>&1"
+
+
+# The pre-training ablation: the main run and every variant, fine-tuned on the same splits.
+rule ablation:
+    input:
+        ablation_inputs(),
+    output:
+        table=f"{RESULTS}/tables/ablation.md",
+        csv=f"{RESULTS}/tables/ablation.csv",
+        png=f"{FIGURES}/ablation.png",
+        svg=f"{FIGURES}/ablation.svg",
+    log:
+        f"{LOGS}/ablation.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "bbmn ablation {input} --out-dir $(dirname {output.table}) --figure {output.png}"
+        " > {log} 2>&1"

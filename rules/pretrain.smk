@@ -25,3 +25,14 @@ rule pretrain:
     shell:
         "{params.launcher} pretrain {input.cache} --out $(dirname {output.model})"
         " {params.options} --tracking-parent {params.tracking} > {log} 2>&1"
+
+
+# A pre-training variant (pretrain.variants): the same job with the variant's overrides.
+use rule pretrain as pretrain_variant with:
+    output:
+        model=f"{variant_dir('{variant}')}/pretrain/{{corpus}}/model.pt",
+        summary=f"{variant_dir('{variant}')}/pretrain/{{corpus}}/summary.json",
+    log:
+        f"{LOGS}/variants/{{variant}}/pretrain/{{corpus}}.log",
+    params:
+        options=lambda wc: pretrain_args(wc.variant),

@@ -66,3 +66,43 @@ def test_command_line_wins_over_the_preset_and_gets_types(config):
     assert prepared["split"]["seeds"] == [0]  # the tiny preset says [0, 1]
     assert prepared["data"]["download"] is False
     assert prepared["run"]["corpus"] == "zinc200"  # the rest of the preset applies
+
+
+def test_paper_preset_sweeps_the_mask_ratio_on_both_sides_of_the_default(config):
+    from bbmn.config import variant_pretrain
+
+    config["preset"] = "paper"
+    prepared = prepare_config(config, SCHEMA)
+    ratios = sorted(variant_pretrain(prepared, v["name"])["mask_ratio"]
+                    for v in prepared["pretrain"]["variants"])
+    assert min(ratios) < prepared["pretrain"]["mask_ratio"] < max(ratios)
+    branches = {variant_pretrain(prepared, v["name"])["model"]["branches"] for v in prepared["pretrain"]["variants"]}
+    assert branches == {"both", "atoms", "bonds"}
+
+
+def test_a_variant_overrides_its_keys_and_keeps_the_others(config):
+    from bbmn.config import variant_pretrain
+
+    config["pretrain"]["variants"] = [{"name": "dec1", "overrides": {"model": {"decoder_blocks": 1},
+                                                                      "mask_ratio": 0.3}}]
+    config["pretrain"]["snapshot_steps"] = [0]
+    prepared = prepare_config(config, SCHEMA)
+    variant = variant_pretrain(prepared, "dec1")
+    assert variant["model"]["decoder_blocks"] == 1 and variant["mask_ratio"] == 0.3
+    assert variant["model"]["hidden"] == prepared["pretrain"]["model"]["hidden"]
+    assert variant["snapshot_steps"] == [] and "variants" not in variant
+    with pytest.raises(BbmnError, match="no pre-training variant named 'nope'"):
+        variant_pretrain(prepared, "nope")
+
+
+@pytest.mark.parametrize("variants,message", [
+    ([{"name": "a", "overrides": {"mask_ratio": 1.5}}], "pre-training variant 'a': config key pretrain.mask_ratio"),
+    ([{"name": "a", "overrides": {"model": {"decoder_blok": 1}}}], "'decoder_blok' was unexpected"),
+    ([{"name": "a", "overrides": {}}, {"name": "a", "overrides": {}}], "names used twice: a"),
+    ([{"name": "a b", "overrides": {}}], "config key pretrain.variants.0.name"),
+])
+def test_a_bad_variant_is_one_line_naming_it(config, variants, message):
+    config["pretrain"]["variants"] = variants
+    with pytest.raises(BbmnError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
+        prepare_config(config, SCHEMA)
+    assert "\n" not in str(info.value)

@@ -63,6 +63,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--dropout", type=float, default=0.1, help="dropout in encoders and readouts")
     g.add_argument("--head-hidden", type=int, default=200, help="hidden width of each head")
     g.add_argument("--head-dropout", type=float, default=0.1, help="dropout in the heads")
+    p.add_argument("--variant", help="the pre-training variant of --checkpoint (an ablation), for tags and tables")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     p.add_argument("--deterministic", action="store_true",
                    help="torch deterministic algorithms only (reproducible on GPUs; CPU runs are anyway)")
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads, deterministic=args.deterministic, device=args.device, bf16=args.bf16,
         inputs=args.inputs,
         descriptor_scaling=args.descriptor_scaling, view_norm=args.view_norm,
-        encoder_lr=args.encoder_lr, add_positions=args.add_positions)
+        encoder_lr=args.encoder_lr, add_positions=args.add_positions, variant=args.variant)
     m = finetune(args.cache, args.descriptors, args.split, args.out, cfg, args.checkpoint,
                  args.tracking_parent, args.tracking_required)
     print(json.dumps({"dataset": m["dataset"], "seed": m["seed"], "init": m["init"], "row": m["row"],

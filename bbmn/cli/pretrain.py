@@ -26,6 +26,8 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
                    help="what masked items carry into the decoder besides the positional code")
     g.add_argument("--residual", action=argparse.BooleanOptionalAction, default=False,
                    help="every block adds its input back (GROVER's res_connection; the reference: no)")
+    g.add_argument("--branches", choices=("both", "atoms", "bonds"), default="both",
+                   help="which branches pre-train (one alone: the single-branch ablation)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -60,6 +62,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="keep the model after these steps as snapshots/step-N.pt (0 = the initialization)")
     p.add_argument("--deterministic", action="store_true",
                    help="torch deterministic algorithms only (reproducible on GPUs; CPU runs are anyway)")
+    p.add_argument("--variant", help="name of this pre-training variant (an ablation), for tags and tables")
+    p.add_argument("--variant-overrides", type=json.loads, default={}, metavar="JSON",
+                   help="the settings the variant changes, as JSON (recorded and tagged)")
     p.add_argument("--register", default="", metavar="NAME",
                    help="register the final model.pt in the MLflow Model Registry as NAME, its card "
                         "as the version's tags (default: no)")
@@ -73,7 +78,7 @@ def model_config(args: argparse.Namespace) -> dict:
     return dict(hidden=args.hidden, heads=args.heads, depth=args.depth,
                 encoder_blocks=args.encoder_blocks, decoder_blocks=args.decoder_blocks,
                 dropout=args.dropout, positions=args.positions, mask_token=args.mask_token,
-                residual=args.residual)
+                residual=args.residual, branches=args.branches)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
         bf16=args.bf16, threads=args.threads, log_every=args.log_every,
         checkpoint_every=args.checkpoint_every, deterministic=args.deterministic,
         validate_every=args.validate_every, snapshot_steps=sorted(set(args.snapshot_steps)),
-        register=args.register)
+        register=args.register,
+        variant=args.variant, variant_overrides=args.variant_overrides)
     summary = pretrain(args.cache, args.out, cfg, args.tracking_parent, args.tracking_required)
     if summary["rank"] == 0:  # one summary line per run, not per data-parallel rank
         print(json.dumps({k: v for k, v in summary.items() if k not in ("final", "rank")}))

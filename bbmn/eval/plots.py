@@ -475,3 +475,52 @@ def write_overview_html(table_csvs: Sequence[str | Path], figures: Sequence[str 
     """The report's first page: the tables, then every figure (PNG, inlined), as one HTML
     fragment that needs no other file."""
     return _write_page([tables_fragment(table_csvs), *map(figure_fragment, figures)], out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pre-training ablation
+
+
+def plot_ablation(metric_files: Sequence[str | Path], out: str | Path) -> dict[str, str]:
+    """The paper's mask-ratio curve: per dataset, the test score against the mask ratio of the
+    variants that differ from the main run only in it (mean, population-std error bars); every
+    other variant is a marker at its own mask ratio, labelled with its name."""
+    from bbmn.eval.ablation import DEFAULT, load_variants, mask_ratio_family
+
+    variants = load_variants(metric_files)
+    if not variants:
+        raise BbmnError("no metric files given")
+    family = mask_ratio_family(variants)
+    others = [v for v in variants if v not in family]
+    datasets = _dataset_order({d for v in variants for d in v.scores})
+    plt = _pyplot()
+    ncols = min(len(datasets), 4)
+    nrows = math.ceil(len(datasets) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols + 0.5, 3.0 * nrows), squeeze=False)
+    for ax, dataset in zip(axes.flat, datasets):
+        metric = next(v.metric_of[dataset] for v in variants if dataset in v.metric_of)
+        points = [(v.settings["mask_ratio"], *v.cell(dataset)) for v in family if dataset in v.scores]
+        if points:
+            x, mean, std, _ = map(np.array, zip(*points))
+            ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, color="C0", label="mask ratio sweep")
+        for i, v in enumerate(others):
+            mean, std, n = v.cell(dataset)
+            if n:
+                ax.errorbar([v.settings["mask_ratio"]], [mean], yerr=[std], marker="s", capsize=3,
+                            linestyle="none", color=f"C{i + 1}", label=v.name)
+        base = next((v for v in variants if v.name == DEFAULT), None)
+        if base is not None:
+            ax.axvline(base.settings["mask_ratio"], color="0.8", linewidth=0.8, zorder=0)
+        ax.set_title(DISPLAY_NAMES.get(dataset, dataset), fontsize=10)
+        ax.set_xlabel("mask ratio", fontsize=8)
+        ax.set_ylabel(UNITS.get(metric, metric), fontsize=8)
+    for ax in list(axes.flat)[len(datasets):]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), frameon=False)
+    seeds = sorted({s for v in variants for by_seed in v.scores.values() for s in by_seed})
+    fig.suptitle(f"Pre-training ablation: test score per variant (mean, std over seeds "
+                 f"{', '.join(map(str, seeds))})")
+    fig.tight_layout(rect=(0, 0.08 if handles else 0, 1, 1))
+    return save_figure(fig, out)

@@ -250,6 +250,9 @@ def checkpoint_encoder(path: str | Path):
     config = saved["model_config"]
     if config.get("inputs") == "descriptors":
         raise BbmnError(f"{path} is a descriptors-only model: it has no encoder to probe")
+    if config.get("branches", "both") != "both":
+        raise BbmnError(f"{path} pre-trained only the {config['branches']} branch: the probe reads "
+                        f"both branches' views")
     cls = BatmanNet if kind == "batmannet-pretrained" else BatmanNetFinetune
     try:
         net = cls.from_config(config)

@@ -17,6 +17,7 @@ reference's 2,575,709, term by term.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -32,6 +33,8 @@ from bbmn.nn.message_passing import AtomNeighbourSum, EdgeNeighbourSum
 from bbmn.nn.positional import POSITION_MODES, positional_code
 
 MASK_TOKENS = ("zero", "learned")
+#: which branches pre-train: both (the paper), or one alone (the paper's single-branch ablation)
+BRANCHES = ("both", "atoms", "bonds")
 
 
 def edge_inputs(batch: Batch, edges: Tensor | None = None) -> Tensor:
@@ -153,14 +156,16 @@ class Reconstruction:
     """Decoder logits of the masked items.
 
     Attributes:
-        atom_logits: ``(n_masked_atoms, 39)``, laid out like the atom one-hot.
-        edge_logits: ``(n_masked_edges, 50)``, laid out like the directed-edge input.
+        atom_logits: ``(n_masked_atoms, 39)``, laid out like the atom one-hot (None when the node
+            branch is not trained, ``branches="bonds"``).
+        edge_logits: ``(n_masked_edges, 50)``, laid out like the directed-edge input (None with
+            ``branches="atoms"``).
         masked_atoms: ``(n_masked_atoms,)`` their atom indices in the batch.
         masked_edges: ``(n_masked_edges,)`` their directed-edge indices in the batch.
     """
 
-    atom_logits: Tensor
-    edge_logits: Tensor
+    atom_logits: Tensor | None
+    edge_logits: Tensor | None
     masked_atoms: Tensor
     masked_edges: Tensor
 
@@ -185,29 +190,39 @@ class BatmanNet(nn.Module):
             ``"learned"``.
         residual (bool): every block adds its input back (GROVER's ``res_connection``). Default
             False (the reference: without it the blocks' atom states converge).
+        branches (str): ``"both"`` (default, the paper's model), or ``"atoms"`` / ``"bonds"``: only
+            that branch's encoder and decoder exist and are trained (the single-branch ablation;
+            fine-tuning then starts the other encoder fresh).
     """
 
     def __init__(self, hidden: int = 100, heads: int = 2, depth: int = 3, encoder_blocks: int = 6,
                  decoder_blocks: int = 2, dropout: float = 0.1, mask_ratio: float = 0.6,
                  activation: str = "prelu", positions: str = "molecule",
-                 mask_token: str = "zero", residual: bool = False) -> None:
+                 mask_token: str = "zero", residual: bool = False, branches: str = "both") -> None:
         super().__init__()
         if positions not in POSITION_MODES:
             raise ValueError(f"unknown positions {positions!r}; expected one of {POSITION_MODES}")
+        if branches not in BRANCHES:
+            raise ValueError(f"unknown branches {branches!r}; expected one of {BRANCHES}")
         self._config = dict(hidden=hidden, heads=heads, depth=depth, encoder_blocks=encoder_blocks,
                             decoder_blocks=decoder_blocks, dropout=dropout, mask_ratio=mask_ratio,
                             activation=activation, positions=positions, mask_token=mask_token,
-                            residual=residual)
+                            residual=residual, branches=branches)
+        self.trains_atoms, self.trains_bonds = branches in ("both", "atoms"), branches in ("both", "bonds")
         self.hidden, self.positions, self.mask_ratio = hidden, positions, mask_ratio
         shared = dict(hidden=hidden, heads=heads, depth=depth, dropout=dropout, activation=activation,
                       residual=residual)
         # The reference's GTransEncoder and GTransDecoder each also own a "branch" PReLU per branch
         # (act_func_node / act_func_edge) that their forward passes never apply; like the rest of
         # its dead weight they are left out here and counted back in parameter_budget().
-        self.node_encoder = BranchEncoder(ATOM_DIM, blocks=encoder_blocks, **shared)
-        self.edge_encoder = BranchEncoder(EDGE_DIM, blocks=encoder_blocks, **shared)
-        self.node_decoder = BranchDecoder(ATOM_DIM, blocks=decoder_blocks, mask_token=mask_token, **shared)
-        self.edge_decoder = BranchDecoder(EDGE_DIM, blocks=decoder_blocks, mask_token=mask_token, **shared)
+        if self.trains_atoms:
+            self.node_encoder = BranchEncoder(ATOM_DIM, blocks=encoder_blocks, **shared)
+            self.node_decoder = BranchDecoder(ATOM_DIM, blocks=decoder_blocks, mask_token=mask_token,
+                                              **shared)
+        if self.trains_bonds:
+            self.edge_encoder = BranchEncoder(EDGE_DIM, blocks=encoder_blocks, **shared)
+            self.edge_decoder = BranchDecoder(EDGE_DIM, blocks=decoder_blocks, mask_token=mask_token,
+                                              **shared)
 
     @property
     def config(self) -> dict:
@@ -235,18 +250,21 @@ class BatmanNet(nn.Module):
         edge_code = positional_code(batch.edge_ptr, self.hidden, self.positions)
         masked_atoms, masked_edges = atom_mask.nonzero().squeeze(1), edge_mask.nonzero().squeeze(1)
 
-        visible_atom_sum, visible_atoms = AtomNeighbourSum.induced(batch.edge_index, ~atom_mask)
-        encoded_atoms = self.node_encoder(batch.x.index_select(0, visible_atoms), visible_atom_sum,
-                                          atom_code.index_select(0, visible_atoms))
-        atom_logits = self.node_decoder(encoded_atoms, visible_atoms, masked_atoms, atom_code,
-                                        AtomNeighbourSum.full(batch.edge_index, num_atoms))
-
-        visible_edge_sum, visible_edges = EdgeNeighbourSum.visible(batch.edge_index, batch.rev_edge,
-                                                                   num_atoms, ~edge_mask)
-        encoded_edges = self.edge_encoder(edge_inputs(batch, visible_edges), visible_edge_sum,
-                                          edge_code.index_select(0, visible_edges))
-        edge_logits = self.edge_decoder(encoded_edges, visible_edges, masked_edges, edge_code,
-                                        EdgeNeighbourSum.full(batch.edge_index, batch.rev_edge, num_atoms))
+        atom_logits = edge_logits = None
+        if self.trains_atoms:
+            visible_atom_sum, visible_atoms = AtomNeighbourSum.induced(batch.edge_index, ~atom_mask)
+            encoded_atoms = self.node_encoder(batch.x.index_select(0, visible_atoms), visible_atom_sum,
+                                              atom_code.index_select(0, visible_atoms))
+            atom_logits = self.node_decoder(encoded_atoms, visible_atoms, masked_atoms, atom_code,
+                                            AtomNeighbourSum.full(batch.edge_index, num_atoms))
+        if self.trains_bonds:
+            visible_edge_sum, visible_edges = EdgeNeighbourSum.visible(
+                batch.edge_index, batch.rev_edge, num_atoms, ~edge_mask)
+            encoded_edges = self.edge_encoder(edge_inputs(batch, visible_edges), visible_edge_sum,
+                                              edge_code.index_select(0, visible_edges))
+            edge_logits = self.edge_decoder(encoded_edges, visible_edges, masked_edges, edge_code,
+                                            EdgeNeighbourSum.full(batch.edge_index, batch.rev_edge,
+                                                                  num_atoms))
         return Reconstruction(atom_logits, edge_logits, masked_atoms, masked_edges)
 
     def _masks(self, batch: Batch, atom_mask: Tensor | None,
@@ -267,14 +285,18 @@ class BatmanNet(nn.Module):
     def encode(self, batch: Batch) -> dict[str, Tensor]:
         """Both encoders' block outputs on the full, unmasked graph, without positional code.
 
-        Returns ``{"atom": (N, h), "edge": (E, h)}``: the inputs of fine-tuning's readouts
+        Returns ``{"atom": (N, h), "edge": (E, h)}`` (the trained branches): the inputs of fine-tuning's readouts
         (spec section 9), which aggregate them and add the raw input features themselves.
         """
-        atoms, _ = self.node_encoder.hidden_states(
-            batch.x, AtomNeighbourSum.full(batch.edge_index, batch.num_nodes))
-        edges, _ = self.edge_encoder.hidden_states(
-            edge_inputs(batch), EdgeNeighbourSum.full(batch.edge_index, batch.rev_edge, batch.num_nodes))
-        return {"atom": atoms, "edge": edges}
+        states = {}
+        if self.trains_atoms:
+            states["atom"], _ = self.node_encoder.hidden_states(
+                batch.x, AtomNeighbourSum.full(batch.edge_index, batch.num_nodes))
+        if self.trains_bonds:
+            states["edge"], _ = self.edge_encoder.hidden_states(
+                edge_inputs(batch), EdgeNeighbourSum.full(batch.edge_index, batch.rev_edge,
+                                                          batch.num_nodes))
+        return states
 
 
 # ----------------------------------------------------------------------------------------- loss
@@ -337,7 +359,8 @@ def reconstruction_loss(recon: Reconstruction, batch: Batch) -> ReconstructionLo
     edge branch the masked edges' source-atom codes, bond type (4 exclusive classes; code 4,
     "other", is skipped) and stereo. Terms are summed unweighted; total = node + edge.
     """
-    result = ReconstructionLoss(total=torch.zeros(()), node=torch.zeros(()), edge=torch.zeros(()))
+    zero = torch.zeros((), device=recon.masked_atoms.device)
+    result = ReconstructionLoss(total=zero, node=zero, edge=zero)
 
     def add(name: str, term: tuple[Tensor, Tensor, Tensor], target: Tensor, classes: int) -> Tensor:
         result.terms[name], result.correct[name], result.count[name] = term
@@ -355,9 +378,17 @@ def reconstruction_loss(recon: Reconstruction, batch: Batch) -> ReconstructionLo
                 loss = loss + add(f"{prefix}.{name}", term, codes[:, i], size)
         return loss
 
-    atom_codes = batch.atom_codes.index_select(0, recon.masked_atoms)
-    result.node = atom_fields("atom", recon.atom_logits, atom_codes)
+    if recon.atom_logits is not None:
+        atom_codes = batch.atom_codes.index_select(0, recon.masked_atoms)
+        result.node = atom_fields("atom", recon.atom_logits, atom_codes)
+    if recon.edge_logits is not None:
+        result.edge = _edge_terms(recon, batch, atom_fields, add)
+    result.total = result.node + result.edge
+    return result
 
+
+def _edge_terms(recon: Reconstruction, batch: Batch, atom_fields: Callable, add: Callable) -> Tensor:
+    """The edge branch's terms: the masked edges' source-atom fields, bond type and stereo."""
     source = batch.edge_index[0].index_select(0, recon.masked_edges)
     bond_codes = batch.bond_codes.index_select(0, recon.masked_edges)
     edge = atom_fields("edge", recon.edge_logits, batch.atom_codes.index_select(0, source))
@@ -367,10 +398,7 @@ def reconstruction_loss(recon: Reconstruction, batch: Batch) -> ReconstructionLo
     edge = edge + add("edge.bond_type", term, bond_codes[is_typed, 0], size)
     start, size = _STEREO_SLICE
     term = _categorical_term(recon.edge_logits[:, start:start + size], bond_codes[:, 2])
-    edge = edge + add("edge.stereo", term, bond_codes[:, 2], size)
-    result.edge = edge
-    result.total = result.node + result.edge
-    return result
+    return edge + add("edge.stereo", term, bond_codes[:, 2], size)
 
 
 # ----------------------------------------------------------------------------- parameter count

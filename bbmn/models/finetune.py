@@ -54,7 +54,7 @@ TASK_TYPES = ("classification", "regression")
 LOADABLE_KINDS = ("batmannet-pretrained", "batmannet-finetuned")
 #: BatmanNet constructor arguments that only matter for pre-training (accepted and ignored, so a
 #: pre-trained checkpoint's ``model_config`` can be passed as it is)
-PRETRAINING_ONLY = ("decoder_blocks", "mask_ratio", "positions", "mask_token")
+PRETRAINING_ONLY = ("decoder_blocks", "mask_ratio", "positions", "mask_token", "branches")
 #: the weights a pre-trained checkpoint must provide: both encoders' input stages and blocks
 ENCODER_PREFIXES = tuple(f"{branch}_encoder.{part}." for branch in ("node", "edge")
                          for part in ("embed", "blocks"))
@@ -351,8 +351,13 @@ class BatmanNetFinetune(nn.Module):
         report.loaded = [n for n in own if n in matched]
         report.fresh = [n for n in own if n not in matched]
         # the encoders proper (input stage and blocks) must come whole from the checkpoint;
-        # a missing or reshaped one means a checkpoint of other sizes
-        missing = [n for n in report.fresh if n.startswith(ENCODER_PREFIXES)]
+        # a missing or reshaped one means a checkpoint of other sizes. A single-branch
+        # pre-training (BatmanNet's `branches`) provides one encoder; the other starts fresh.
+        branches = {name.split(".", 1)[0] for name in state} & {"node_encoder", "edge_encoder"}
+        if not branches:
+            raise BbmnError("the checkpoint holds no encoder weights (node_encoder or edge_encoder); "
+                            "give bbmn pretrain's model.pt")
+        missing = [n for n in report.fresh if n.startswith(ENCODER_PREFIXES) and n.split(".", 1)[0] in branches]
         if missing:
             raise BbmnError(f"the checkpoint's weights do not fit this model: {len(missing)} encoder "
                             f"weights are missing or have another shape (e.g. {missing[0]}); was it "

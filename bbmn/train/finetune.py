@@ -103,6 +103,8 @@ class FinetuneConfig:
             (GROVER's ``fine_tune_coff``); 0 freezes them and keeps them in evaluation mode.
         add_positions: add the per-molecule positional code to the encoders' input, as
             pre-training does (spec section 9 runs fine-tuning without it).
+        variant: the pre-training variant whose model is fine-tuned (the workflow's
+            ``pretrain.variants``; None for the main run): recorded in metrics.json and tagged.
     """
 
     dataset: str = "dataset"
@@ -129,11 +131,12 @@ class FinetuneConfig:
     view_norm: str = "none"
     encoder_lr: float = 1.0
     add_positions: bool = False
+    variant: str | None = None
 
     def training_keys(self) -> dict:
         """The settings that change the trained weights (a resumed checkpoint must match them)."""
         d = asdict(self)
-        for key in ("dataset", "eval_batch_size", "max_minutes", "threads"):
+        for key in ("dataset", "eval_batch_size", "max_minutes", "threads", "variant"):
             d.pop(key)
         d.pop("device")  # a run may resume on another device
         return d
@@ -398,7 +401,8 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
     val_batches = list(_batches(data.val, np.arange(len(data.val)), cfg.eval_batch_size, device))
     tracker = Tracker(f"finetune-{cfg.dataset}-{kind.key}-seed{cfg.seed}",
                       tags={"stage": "finetune", "dataset": cfg.dataset, "seed": cfg.seed,
-                            "init": init, "kind": kind.key, "metric": cfg.metric},
+                            "init": init, "kind": kind.key, "metric": cfg.metric,
+                            **({"variant": cfg.variant} if cfg.variant else {})},
                       params={k: v for k, v in params.items() if k != "pretrained_weights"},
                       parent=tracking_parent, required=tracking_required)
     resumed_at = started
@@ -445,7 +449,7 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
         health = {"start": health_at_start, "best_epoch": view_health(model, data.train, cfg.eval_batch_size)}
         metrics = {
             "dataset": cfg.dataset, "seed": cfg.seed, "model": "batmannet", "init": init,
-            "row": kind.key, "label": kind.label, "metric": cfg.metric,
+            "row": kind.key, "label": kind.label, "metric": cfg.metric, "variant": cfg.variant,
             "task_type": data.task_type, "tasks": data.tasks, "split": data.split,
             "best_epoch": st.best_epoch, "epochs_run": st.epoch, "stopped": st.stopped,
             "selection": selection,

@@ -83,6 +83,10 @@ class PretrainConfig:
             representation against the pre-training budget.
         register: also register the final ``model.pt`` under this name in the MLflow Model
             Registry, its card as the version's tags ("" = no; needs a working store).
+        variant: name of a pre-training variant (the workflow's ``pretrain.variants``), or None
+            for the main run; with ``variant_overrides`` (the keys it changes), recorded and
+            tagged in MLflow.
+        variant_overrides: the config keys the variant overrides.
     """
 
     batch_size: int = 32
@@ -110,12 +114,14 @@ class PretrainConfig:
     validate_every: int = 0
     snapshot_steps: list[int] = field(default_factory=list)
     register: str = ""
+    variant: str | None = None
+    variant_overrides: dict[str, Any] = field(default_factory=dict)
 
     def training_keys(self) -> dict:
         """The settings that change the trained weights (a resumed checkpoint must match them)."""
         d = asdict(self)
         for key in ("max_minutes", "device", "threads", "log_every", "checkpoint_every", "val_batches",
-                    "validate_every", "snapshot_steps", "register"):
+                    "validate_every", "snapshot_steps", "register", "variant", "variant_overrides"):
             d.pop(key)
         return d
 
@@ -311,7 +317,10 @@ def _pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig,
                 fh.write(json.dumps(record) + "\n")
         return record
 
-    tracker = Tracker(f"pretrain-{Path(cache_path).stem}", tags={"stage": "pretrain", "seed": cfg.seed},
+    variant_tags = ({"variant": cfg.variant, "variant_overrides": json.dumps(cfg.variant_overrides, sort_keys=True)}
+                    if cfg.variant else {})
+    tracker = Tracker(f"pretrain-{Path(cache_path).stem}" + (f"-{cfg.variant}" if cfg.variant else ""),
+                      tags={"stage": "pretrain", "seed": cfg.seed, **variant_tags},
                       params=params, parent=tracking_parent, required=tracking_required,
                       enabled=ctx.is_main)
     train_seconds, train_molecules = 0.0, 0

@@ -243,3 +243,28 @@ def test_loss_falls_in_30_steps():
         optimizer.step()
         losses.append(loss.item())
     assert sum(losses[-3:]) / 3 < 0.6 * sum(losses[:3]) / 3
+
+
+# ------------------------------------------------------------------------- single branch
+
+@pytest.mark.parametrize("branches,kept,dropped", [("atoms", "node", "edge"), ("bonds", "edge", "node")])
+def test_a_single_branch_model_trains_only_that_branch(branches, kept, dropped):
+    both, one = small_model(), small_model(branches=branches)
+    assert not hasattr(one, f"{dropped}_encoder") and not hasattr(one, f"{dropped}_decoder")
+    assert count_parameters(one) == (count_parameters(getattr(both, f"{kept}_encoder"))
+                                     + count_parameters(getattr(both, f"{kept}_decoder")))
+    torch.manual_seed(0)
+    loss = one.pretrain_loss(masked_batch())
+    prefix = "atom." if branches == "atoms" else "edge."
+    assert loss.terms and all(name.startswith(prefix) for name in loss.terms)
+    assert loss.total.item() > 0 and (loss.node if branches == "bonds" else loss.edge).item() == 0.0
+    loss.total.backward()
+    encoder = getattr(one, f"{kept}_encoder")
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.blocks.parameters())
+    assert one.config["branches"] == branches and set(one.encode(masked_batch())) == {
+        "atoms": {"atom"}, "bonds": {"edge"}}[branches]
+
+
+def test_unknown_branches_are_refused():
+    with pytest.raises(ValueError, match="unknown branches 'atom'"):
+        small_model(branches="atom")

@@ -308,3 +308,18 @@ def test_batchnorm_views_take_a_training_batch_of_one_molecule():
     batch, desc = inputs(SMILES[:1])
     a, b = model(batch, desc)  # BatchNorm1d alone would refuse a batch of one in training
     assert a.shape == (1, 2) and torch.isfinite(a).all() and torch.isfinite(b).all()
+
+
+def test_an_atoms_only_pretraining_loads_its_encoder_and_leaves_the_other_fresh(tmp_path):
+    from bbmn.models.batmannet import BatmanNet
+    from bbmn.train.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    net = BatmanNet(**{**SMALL, "decoder_blocks": 1}, branches="atoms")
+    save_checkpoint(tmp_path / "model.pt", kind="batmannet-pretrained", model_config=net.config,
+                    model=net.state_dict())
+    model = BatmanNetFinetune(1, "classification", **net.config)
+    report = model.load_pretrained(tmp_path / "model.pt")
+    assert any(n.startswith("node_encoder.blocks.") for n in report.loaded)
+    assert not any(n.startswith("edge_encoder.") for n in report.loaded)
+    assert any(n.startswith("edge_encoder.blocks.") for n in report.fresh)

@@ -28,7 +28,7 @@ from tests.models.test_finetune import SMALL, make_pretrained
 BBMN = str(Path(sys.executable).with_name("bbmn"))
 SCHEMA = {"dataset", "seed", "model", "init", "row", "label", "metric", "task_type", "tasks", "split",
           "best_epoch", "epochs_run", "stopped", "selection", "val", "test", "checkpoint", "seconds",
-          "molecules_per_s", "peak_rss_mb", "health"}
+          "molecules_per_s", "peak_rss_mb", "health", "variant"}
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_pretrained_run_writes_what_the_table_and_predict_need(tmp_path, bbbp, p
         "task_type": "classification", "tasks": ["p_np"], "split": None, "best_epoch": None,
         "epochs_run": 3, "stopped": "epochs", "selection": "val_metric", "val": None, "test": None,
         "checkpoint": {"path": str(pretrained), "loaded": 60, "fresh": 18}, "seconds": None,
-        "molecules_per_s": None, "peak_rss_mb": None, "health": None}
+        "molecules_per_s": None, "peak_rss_mb": None, "health": None, "variant": None}
     # representation health of both views, at the start and at the kept epoch
     for when in ("start", "best_epoch"):
         for view in ("atom", "bond"):

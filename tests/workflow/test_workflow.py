@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from tests.conftest import REPO, TEST_DATA
 
@@ -206,3 +207,34 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert pixels.shape[:2] == (4000, 1280) and pixels[..., :3].std() > 0.05  # not a blank page
     if os.environ.get("BBMN_SCREENSHOT"):  # keep a copy, e.g. for docs/report-screenshot.png
         shutil.copy(shot, os.environ["BBMN_SCREENSHOT"])
+
+
+@pytest.mark.slow
+def test_ablation_preset_pretrains_each_variant_and_compares_them(tmp_path):
+    """Two pre-training variants end to end: each pre-trains with its overrides, is fine-tuned on
+    the main run's splits, is tagged in MLflow, and is a row of the ablation table."""
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    target = "results/tables/ablation.md"
+    plan = snakemake(tmp_path, "-n", "--config", "preset=tiny_ablation")
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    assert "pretrain_variant        2" in plan.stdout and "ablation                1" in plan.stdout
+    done = snakemake(tmp_path, target, "--config", "preset=tiny_ablation", check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    frame = pd.read_csv(tmp_path / "results" / "tables" / "ablation.csv")
+    rows = frame.drop_duplicates("variant").set_index("variant")
+    assert list(rows.index) == ["default", "mask30", "atoms_only"]
+    assert rows.loc["mask30", "mask_ratio"] == 0.3 and rows.loc["default", "mask_ratio"] == 0.6
+    assert rows.loc["atoms_only", "branches"] == "atoms" and rows.loc["mask30", "branches"] == "both"
+    assert set(frame.dataset) == {"bbbp", "esol"} and (frame.n_seeds == 2).all()
+    assert (tmp_path / "results" / "figures" / "ablation.png").is_file()
+    variant_model = tmp_path / "results" / "variants" / "mask30" / "pretrain" / "zinc200" / "model.pt"
+    assert torch.load(variant_model, weights_only=True)["model_config"]["mask_ratio"] == 0.3
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("bbmn")
+    tagged = client.search_runs([experiment.experiment_id], "tags.variant = 'mask30'")
+    stages = sorted(r.data.tags["stage"] for r in tagged)
+    assert stages == ["finetune"] * 4 + ["pretrain"]
+    pretrain = next(r for r in tagged if r.data.tags["stage"] == "pretrain")
+    assert json.loads(pretrain.data.tags["variant_overrides"]) == {"mask_ratio": 0.3}
