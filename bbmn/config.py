@@ -91,6 +91,7 @@ def prepare_config(config: dict, schema_path: str | Path, overrides: Mapping | N
     merged = deep_merge(deep_merge(config, presets.get(name, {})), overrides)
     validate(merged, schema_path)
     _check_references(merged)
+    _check_use_model(merged)
     _check_variants(merged, schema_path)
     return merged
 
@@ -103,6 +104,15 @@ def variant_pretrain(config: dict, name: str) -> dict:
         raise BbmnError(f"no pre-training variant named {name!r} (defined: {', '.join(variants) or 'none'})")
     section = {k: v for k, v in config["pretrain"].items() if k != "variants"}
     return deep_merge({**section, "snapshot_steps": []}, variants[name]["overrides"])
+
+
+def _check_use_model(config: dict) -> None:
+    """``pretrain.use_model``: a path or a URL, and a URL only with its sha256."""
+    use = config["pretrain"]["use_model"]
+    if use["path"] and use["url"]:
+        raise BbmnError("config key pretrain.use_model: give a path or a url, not both")
+    if use["url"] and not use["sha256"]:
+        raise BbmnError("config key pretrain.use_model: a url needs the file's sha256")
 
 
 def _check_variants(config: dict, schema_path: str | Path) -> None:

@@ -219,8 +219,63 @@ def pretrain_runtime_minutes():
     return 24 * 60 if PRETRAIN["max_steps"] == 0 else 240
 
 
+USE_MODEL = PRETRAIN["use_model"]
+#: fine-tune from an existing model (pretrain.use_model) instead of pre-training one
+EXISTING_MODEL = bool(USE_MODEL["path"] or USE_MODEL["url"])
+
+
 def pretrained_model():
+    """The pre-trained model the run fine-tunes, probes and embeds: the run's own, or the one of
+    pretrain.use_model (downloaded to results/pretrain/external/ when given by URL)."""
+    if USE_MODEL["path"]:
+        return USE_MODEL["path"]
+    if USE_MODEL["url"]:
+        return f"{RESULTS}/pretrain/external/model.pt"
     return f"{RESULTS}/pretrain/{config['run']['corpus']}/model.pt"
+
+
+def check_existing_model():
+    """A local pretrain.use_model exists, has its sha256 when given, and the sizes of
+    pretrain.model (scratch rows and the random probe encoder are built from those)."""
+    if not USE_MODEL["path"]:
+        return
+    from bbmn.io import sha256_file
+    from bbmn.train.checkpoint import load_checkpoint
+
+    path = Path(USE_MODEL["path"])
+    if not path.is_file():
+        raise WorkflowError(
+            f"bbmn: config key pretrain.use_model.path: {path} not found"
+        )
+    if USE_MODEL["sha256"] and sha256_file(path) != USE_MODEL["sha256"]:
+        raise WorkflowError(
+            f"bbmn: config key pretrain.use_model: {path} does not have the sha256 given"
+        )
+    try:
+        sizes = load_checkpoint(path, what="model file").get("model_config") or {}
+    except BbmnError as error:
+        raise WorkflowError(
+            f"bbmn: config key pretrain.use_model.path: {error}"
+        ) from None
+    differ = {
+        key: (sizes[key], value)
+        for key, value in PRETRAIN["model"].items()
+        if key in ("hidden", "heads", "depth", "encoder_blocks", "residual")
+        and key in sizes
+        and sizes[key] != value
+    }
+    if differ:
+        text = ", ".join(
+            f"{k} {a} (pretrain.model: {b})" for k, (a, b) in differ.items()
+        )
+        raise WorkflowError(
+            f"bbmn: config key pretrain.use_model: the model's sizes differ from pretrain.model: "
+            f"{text}; set pretrain.model to the model's sizes so that the scratch rows and the "
+            "random probe encoder compare like with like"
+        )
+
+
+check_existing_model()
 
 
 def variant_dir(variant):
@@ -265,7 +320,7 @@ def probe_encoders():
     """Encoders the probe reads: pretrained, random, and step<N> per snapshot when asked."""
     snapshots = (
         [f"step{n}" for n in sorted(PRETRAIN["snapshot_steps"])]
-        if PROBE["snapshots"]
+        if PROBE["snapshots"] and not EXISTING_MODEL
         else []
     )
     return list(PROBE["encoders"]) + snapshots
@@ -491,9 +546,12 @@ def report_targets():
         for name in config["run"]["datasets"]
         if config["datasets"][name]["task"] == "classification"
     ]
+    curves = (
+        [] if EXISTING_MODEL else [f"{FIGURES}/pretrain_{config['run']['corpus']}.png"]
+    )
     return (
-        [
-            f"{FIGURES}/pretrain_{config['run']['corpus']}.png",
+        curves
+        + [
             f"{FIGURES}/comparison.png",
             f"{FIGURES}/tables.html",
         ]
@@ -620,6 +678,7 @@ def embed_args(name):
 def use_targets():
     targets = [f"{RESULTS}/predictions/{e['name']}.csv" for e in config["predict"]]
     targets += [f"{RESULTS}/embeddings/{e['name']}.parquet" for e in config["embed"]]
-    if LEAKAGE["check"]:
+    # the overlap with the corpus a model was pre-trained on; unknown for an existing model
+    if LEAKAGE["check"] and not EXISTING_MODEL:
         targets.append(f"{leakage_dir()}/summary.md")
     return targets

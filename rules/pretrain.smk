@@ -36,3 +36,23 @@ use rule pretrain as pretrain_variant with:
         f"{LOGS}/variants/{{variant}}/pretrain/{{corpus}}.log",
     params:
         options=lambda wc: pretrain_args(wc.variant),
+
+
+# pretrain.use_model given by URL: download it once, sha256 checked (instead of pre-training).
+rule fetch_model:
+    output:
+        f"{RESULTS}/pretrain/external/model.pt",
+    log:
+        f"{LOGS}/pretrain/fetch_model.log",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=500,
+        runtime=30,
+    params:
+        url=USE_MODEL["url"] or "",
+        sha256=USE_MODEL["sha256"] or "",
+    message:
+        "fetch the pre-trained model of pretrain.use_model, sha256 checked"
+    shell:
+        "bbmn fetch --out {output} --url {params.url} --sha256 {params.sha256} > {log} 2>&1"

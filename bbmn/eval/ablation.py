@@ -50,12 +50,16 @@ class VariantRuns:
 
 
 def pretraining_settings(checkpoint: str | Path) -> dict:
-    """The ablated settings of the pre-training run that wrote ``checkpoint`` (its config.json)."""
+    """The ablated settings of the pre-training run that wrote ``checkpoint``: its run's
+    config.json, or, for a model file without its run (``pretrain.use_model``), the file's card."""
     path = Path(checkpoint).parent / "config.json"
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise BbmnError(f"cannot read the pre-training config {path}: {exc}") from None
+    if path.is_file():
+        try:
+            config = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise BbmnError(f"cannot read the pre-training config {path}: {exc}") from None
+    else:
+        config = _config_from_model_file(checkpoint)
     settings = {}
     for key, _, where in SETTINGS:
         value = config
@@ -66,6 +70,18 @@ def pretraining_settings(checkpoint: str | Path) -> dict:
         settings["branches"] = "both"
     settings["masking"] = {True: "dynamic", False: "static"}.get(settings["masking"])
     return settings
+
+
+def _config_from_model_file(path: str | Path) -> dict:
+    """The training config in a model file's card; the model config alone for an older file."""
+    from bbmn.train.checkpoint import load_checkpoint
+
+    saved = load_checkpoint(path, what="pre-trained model")
+    card = saved.get("card") if isinstance(saved.get("card"), dict) else {}
+    if isinstance(card.get("training_config"), dict):
+        return card["training_config"]
+    model = saved.get("model_config") or {}
+    return {"mask_ratio": model.get("mask_ratio"), "model": model}
 
 
 def load_variants(metric_files: Iterable[str | Path]) -> list[VariantRuns]:

@@ -67,3 +67,18 @@ def test_a_run_twice_or_without_a_pretrained_model_is_a_clear_error(tmp_path):
     files[0].write_text(json.dumps(scratch))
     with pytest.raises(BbmnError, match="not a run fine-tuned from a pre-trained model"):
         load_variants(files[:1])
+
+
+def test_a_model_file_without_its_run_gives_its_settings_from_the_card(tmp_path):
+    from bbmn.eval.ablation import pretraining_settings
+    from bbmn.train.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "model.pt", kind="batmannet-pretrained",
+                    card={"training_config": {"mask_ratio": 0.45, "dynamic_mask": False,
+                                              "model": {"decoder_blocks": 1, "branches": "bonds"}}})
+    assert pretraining_settings(tmp_path / "model.pt") == {
+        "mask_ratio": 0.45, "decoder_blocks": 1, "branches": "bonds", "masking": "static"}
+    save_checkpoint(tmp_path / "old.pt", kind="batmannet-pretrained",
+                    model_config={"mask_ratio": 0.6, "decoder_blocks": 2})
+    assert pretraining_settings(tmp_path / "old.pt") == {
+        "mask_ratio": 0.6, "decoder_blocks": 2, "branches": "both", "masking": None}
