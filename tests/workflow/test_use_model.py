@@ -54,8 +54,8 @@ def test_an_existing_model_replaces_pretraining(existing_model, tmp_path):
 def test_a_model_that_does_not_fit_is_one_line_before_any_job(existing_model, tmp_path):
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     wrong = snakemake(tmp_path, "-n", *use(existing_model)[:-1],
-                      f"pretrain={{use_model: {{path: {existing_model}}}, model: {{hidden: 64}}}}")
+                      f"pretrain={{use_model: {{path: {existing_model}}}, model: {{hidden: 64}}}}", check=False)
     assert wrong.returncode != 0
-    assert "the model's sizes differ from pretrain.model: hidden 100 (pretrain.model: 64)" in wrong.stderr
-    missing = snakemake(tmp_path, "-n", *use(tmp_path / "nope.pt"))
-    assert missing.returncode != 0 and "pretrain.use_model.path:" in missing.stderr
+    assert "the model's sizes differ from pretrain.model: hidden 100 (pretrain.model: 64)" in wrong.stdout + wrong.stderr
+    missing = snakemake(tmp_path, "-n", *use(tmp_path / "nope.pt"), check=False)
+    assert missing.returncode != 0 and "pretrain.use_model.path:" in missing.stdout + missing.stderr
