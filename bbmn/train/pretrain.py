@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import signal
 import time
 from collections import defaultdict
@@ -47,6 +48,10 @@ from bbmn.train.schedule import NoamSchedule
 from bbmn.train.tracking import Tracker, config_hash
 
 log = logging.getLogger(__name__)
+
+
+#: model options added after runs were checkpointed, with their default
+LATER_MODEL_DEFAULTS = {"branches": "both"}
 
 
 @dataclass
@@ -118,8 +123,12 @@ class PretrainConfig:
     variant_overrides: dict[str, Any] = field(default_factory=dict)
 
     def training_keys(self) -> dict:
-        """The settings that change the trained weights (a resumed checkpoint must match them)."""
+        """The settings that change the trained weights (a resumed checkpoint must match them).
+
+        Model options added after checkpoints existed are left out at their default
+        (:data:`LATER_MODEL_DEFAULTS`), so that a run started before them still resumes."""
         d = asdict(self)
+        d["model"] = {k: v for k, v in d["model"].items() if LATER_MODEL_DEFAULTS.get(k, object()) != v}
         for key in ("max_minutes", "device", "threads", "log_every", "checkpoint_every", "val_batches",
                     "validate_every", "snapshot_steps", "register", "variant", "variant_overrides"):
             d.pop(key)
@@ -257,6 +266,13 @@ def _pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig,
     epoch, skip, step = 0, 0, 0
     history: list[dict] = []
     state = resumable_state(checkpoint, fingerprint, set_aside=ctx.is_main)
+    # Snakemake removes a job's outputs when it restarts it, snapshots included: each snapshot is
+    # also hard-linked under checkpoints/ (restored from there), and the initialization (step 0)
+    # can be rebuilt from the seed, which is what the model holds before the state is loaded.
+    kept = out / "checkpoints" / "snapshots"
+    initial = None
+    if state is not None and 0 in cfg.snapshot_steps and not (out / "snapshots" / "step-0.pt").exists():
+        initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -294,12 +310,34 @@ def _pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig,
         return make_card("batmannet-pretrained", model.config, asdict(cfg), corpus, step, epochs_done,
                          history[-1] if history else {}, parameters=n_params, **extra)
 
-    def snapshot() -> None:  # the model as it is after `step` steps, as a model.pt of its own
-        if ctx.is_main and step in cfg.snapshot_steps:
-            save_checkpoint(out / "snapshots" / f"step-{step}.pt", model_config=model.config,
-                            model=model.state_dict(), kind="batmannet-pretrained",
-                            summary={"steps": step, "epochs_done": round(step / steps_per_epoch, 4)},
-                            card=card(round(step / steps_per_epoch, 4)))
+    def snapshot(at: int | None = None, weights: dict | None = None) -> None:
+        """The model after ``at`` steps (default: now) as a model.pt of its own, hard-linked under
+        checkpoints/ too."""
+        at = step if at is None else at
+        if ctx.is_main and at in cfg.snapshot_steps:
+            path = out / "snapshots" / f"step-{at}.pt"
+            save_checkpoint(path, model_config=model.config,
+                            model=weights if weights is not None else model.state_dict(),
+                            kind="batmannet-pretrained",
+                            summary={"steps": at, "epochs_done": round(at / steps_per_epoch, 4)},
+                            card=card(round(at / steps_per_epoch, 4)))
+            kept.mkdir(parents=True, exist_ok=True)
+            (kept / path.name).unlink(missing_ok=True)
+            os.link(path, kept / path.name)
+
+    def restore_snapshots() -> None:
+        """Put back the snapshots of steps already done that a restart removed."""
+        for at in cfg.snapshot_steps if ctx.is_main else ():
+            path = out / "snapshots" / f"step-{at}.pt"
+            if at > step or path.exists():
+                continue
+            if (kept / path.name).exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.link(kept / path.name, path)
+            elif at == 0 and initial is not None:
+                snapshot(0, initial)
+            else:
+                log.warning("snapshot %s of an earlier invocation is gone and cannot be rebuilt", path)
 
     def validation_record(epoch_done: float, train_losses: list[float]) -> dict:
         metrics = validate(model, val_batches, val_masking, ctx, cfg.val_batches, bf16)
@@ -327,7 +365,8 @@ def _pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig,
     started = time.perf_counter()
     out_of_time = False
     with tracker, _StopFlag() as stop:
-        snapshot()  # step 0: the initialization (when asked for)
+        restore_snapshots()
+        snapshot()  # step 0: the initialization (when asked for); on resume, the resumed step
         if cfg.validate_every and step == 0:
             validation_record(0.0, [])
         model.train()

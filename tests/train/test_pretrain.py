@@ -73,6 +73,28 @@ def test_step_validation_and_snapshots(tmp_path, zinc_cache):
     assert plain["weights_digests"] == summary["weights_digests"]
 
 
+def test_snapshots_removed_by_a_restart_come_back(tmp_path, zinc_cache):
+    """Snakemake deletes a restarted job's outputs: a rerun puts back the snapshots of the steps
+    already done (hard links under checkpoints/), and rebuilds the initialization from the seed."""
+    cfg = small(epochs=1, snapshot_steps=[0, 5])
+    pretrain(zinc_cache, tmp_path / "run", cfg)
+    snapshots = tmp_path / "run" / "snapshots"
+    before = {p.name: load_checkpoint(p)["model"] for p in snapshots.iterdir()}
+    for path in snapshots.iterdir():  # what snakemake does when it restarts the job
+        path.unlink()
+    pretrain(zinc_cache, tmp_path / "run", cfg)  # resumes at the end: nothing left to train
+    assert sorted(p.name for p in snapshots.iterdir()) == ["step-0.pt", "step-5.pt"]
+    for name, weights in before.items():
+        assert all(torch.equal(weights[k], v) for k, v in load_checkpoint(snapshots / name)["model"].items())
+    # a run checkpointed by an older bbmn has no links: the initialization is rebuilt all the same
+    for path in [*snapshots.iterdir(), *(tmp_path / "run" / "checkpoints" / "snapshots").iterdir()]:
+        path.unlink()
+    pretrain(zinc_cache, tmp_path / "run", cfg)
+    assert sorted(p.name for p in snapshots.iterdir()) == ["step-0.pt"]
+    assert all(torch.equal(before["step-0.pt"][k], v)
+               for k, v in load_checkpoint(snapshots / "step-0.pt")["model"].items())
+
+
 def run_cli(out, cache, *extra, env=None):
     cmd = [BBMN, "pretrain", str(cache), "--out", str(out), "--batch-size", "8", "--epochs", "2",
            "--threads", "1", "--checkpoint-every", "3", "--log-every", "1", "--val-batches", "2", *extra]
