@@ -47,6 +47,58 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def optimizer_state(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> dict:
+    """``optimizer.state_dict()`` with the name of each parameter its state belongs to.
+
+    torch keys an optimizer's state by the parameters' positions, so a checkpoint resumed by a
+    model whose modules are registered in another order (a refactor) would give each parameter
+    another one's Adam moments; :func:`load_optimizer_state` matches them by name instead.
+    """
+    state = optimizer.state_dict()
+    name_of = {id(p): n for n, p in model.named_parameters()}
+    state["param_names"] = [name_of[id(p)] for group in optimizer.param_groups for p in group["params"]]
+    return state
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, model: torch.nn.Module, saved: dict,
+                         where: str | Path = "checkpoint") -> None:
+    """Load ``saved`` (from :func:`optimizer_state`) into ``optimizer``, each state to the
+    parameter of its name; a checkpoint without names (older bbmn) loads by position only where
+    every state's shape matches its parameter's.
+
+    Raises:
+        BbmnError: if the checkpoint's parameters are not the model's (names or shapes differ).
+    """
+    saved = dict(saved)
+    names = saved.pop("param_names", None)
+    name_of = {id(p): n for n, p in model.named_parameters()}
+    current = [[name_of[id(p)] for p in g["params"]] for g in optimizer.param_groups]
+    if len(saved["param_groups"]) != len(current):
+        raise BbmnError(f"{where}: its optimizer has {len(saved['param_groups'])} parameter groups, "
+                        f"this run's {len(current)}; start the run afresh")
+    if names is not None:
+        index = {name: i for i, name in enumerate(names)}
+        groups = []
+        for group, group_names in zip(saved["param_groups"], current, strict=True):
+            old = {names[i] for i in group["params"]}
+            if old != set(group_names):
+                raise BbmnError(f"{where}: its optimizer state is for other parameters than this model's "
+                                f"(e.g. {sorted(old ^ set(group_names))[:3]}); start the run afresh")
+            groups.append({**group, "params": [index[n] for n in group_names]})
+        saved["param_groups"] = groups
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    position = {i: p for g_saved, g in zip(saved["param_groups"], optimizer.param_groups, strict=True)
+                for i, p in zip(g_saved["params"], g["params"], strict=False)}
+    for i, state in saved["state"].items():
+        moment = state.get("exp_avg")
+        if i not in position or (moment is not None and moment.shape != position[i].shape):
+            raise BbmnError(f"{where}: its optimizer state does not fit this model's parameters "
+                            f"({len(saved['state'])} states for {len(params)} parameters, or shapes "
+                            f"differ: it was written by a bbmn whose model registers its modules in "
+                            f"another order); start the run afresh")
+    optimizer.load_state_dict(saved)
+
+
 def save_checkpoint(path: str | Path, **state: Any) -> None:
     """Save ``state`` (tensors, state dicts, plain values) to ``path`` atomically."""
     with atomic_path(path) as tmp:

@@ -49,7 +49,8 @@ from bbmn.kinds import FINETUNE_KINDS, RunKind
 from bbmn.models.batmannet import count_parameters
 from bbmn.models.finetune import LOADABLE_KINDS, BatmanNetFinetune, LoadReport, combine_heads
 from bbmn.train.card import check_model, data_files, make_card, plain
-from bbmn.train.checkpoint import load_checkpoint, resumable_state, rng_state, save_checkpoint, set_rng_state
+from bbmn.train.checkpoint import (load_checkpoint, load_optimizer_state, optimizer_state, resumable_state,
+                                   rng_state, save_checkpoint, set_rng_state)
 from bbmn.train.determinism import deterministic, seed_everything
 from bbmn.train.device import autocast, device_of, resolve_device, to_device, use_bf16
 from bbmn.train.schedule import NoamSchedule
@@ -376,7 +377,7 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
     saved = resumable_state(latest, fingerprint)
     if saved is not None:
         model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
+        load_optimizer_state(optimizer, model, saved["optimizer"], latest)
         schedule.load_state_dict(saved["schedule"])
         set_rng_state(saved["rng"])
         st = _State(**saved["progress"])
@@ -432,7 +433,7 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
                 st.stopped = "epochs"
             st.seconds += time.perf_counter() - resumed_at
             resumed_at = time.perf_counter()
-            save_checkpoint(latest, model=model.state_dict(), optimizer=optimizer.state_dict(),
+            save_checkpoint(latest, model=model.state_dict(), optimizer=optimizer_state(optimizer, model),
                             schedule=schedule.state_dict(), rng=rng_state(), progress=dict(vars(st)),
                             fingerprint=fingerprint)
         log.info("stopped (%s) after %d epochs; best epoch %d", st.stopped, st.epoch, st.best_epoch)

@@ -41,7 +41,8 @@ from bbmn.io import atomic_path, write_json
 from bbmn.models.batmannet import BatmanNet, count_parameters, reconstruction_loss
 from bbmn.train import distributed
 from bbmn.train.card import data_files, make_card
-from bbmn.train.checkpoint import resumable_state, rng_state, save_checkpoint, set_rng_state
+from bbmn.train.checkpoint import (load_optimizer_state, optimizer_state, resumable_state, rng_state,
+                                   save_checkpoint, set_rng_state)
 from bbmn.train.determinism import deterministic, seed_everything
 from bbmn.train.device import autocast, to_device, use_bf16
 from bbmn.train.schedule import NoamSchedule
@@ -275,7 +276,7 @@ def _pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig,
         initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if state is not None:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(optimizer, model, state["optimizer"], checkpoint)
         schedule.load_state_dict(state["schedule"])
         set_rng_state(state["rng"][ctx.rank] if isinstance(state["rng"], list) else state["rng"])
         epoch, skip, step = state["epoch"], state["step_in_epoch"], state["step"]
@@ -296,7 +297,7 @@ def _pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig,
             torch.distributed.all_gather_object(gathered, states)
             states = gathered
         if ctx.is_main:
-            save_checkpoint(checkpoint, model=model.state_dict(), optimizer=optimizer.state_dict(),
+            save_checkpoint(checkpoint, model=model.state_dict(), optimizer=optimizer_state(optimizer, model),
                             schedule=schedule.state_dict(), rng=states, epoch=epoch_now,
                             step_in_epoch=step_in_epoch, step=step, history=history,
                             fingerprint=fingerprint, model_config=model.config)

@@ -10,7 +10,8 @@ import torch
 
 from bbmn.errors import BbmnError
 from bbmn.inference.predict import load_model_file
-from bbmn.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from bbmn.train.checkpoint import (load_checkpoint, load_optimizer_state, optimizer_state, rng_state,
+                                   save_checkpoint, set_rng_state)
 
 
 class Payload:
@@ -59,3 +60,60 @@ def test_an_unreadable_or_foreign_checkpoint_is_set_aside_not_resumed(tmp_path, 
     save_checkpoint(latest, fingerprint="b", step=3)
     assert resumable_state(latest, "b")["step"] == 3
     assert resumable_state(latest, "c", set_aside=False) is None and latest.exists()  # other ranks only read
+
+
+class _Net(torch.nn.Module):
+    """Two layers of different shapes, registered in either order (as a refactor might)."""
+
+    def __init__(self, swapped: bool):
+        super().__init__()
+        torch.manual_seed(0)
+        first, second = torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)
+        for name, layer in ([("b", second), ("a", first)] if swapped else [("a", first), ("b", second)]):
+            self.add_module(name, layer)
+
+    def forward(self, x):
+        return self.b(self.a(x)).sum()
+
+
+def _stepped(swapped: bool):
+    net = _Net(swapped)
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.1)
+    net(torch.ones(5, 3)).backward()
+    optimizer.step()
+    return net, optimizer
+
+
+def test_optimizer_state_follows_parameter_names_when_modules_are_registered_in_another_order(tmp_path):
+    net, optimizer = _stepped(swapped=False)
+    save_checkpoint(tmp_path / "latest.pt", optimizer=optimizer_state(optimizer, net))
+    other = _Net(swapped=True)
+    assert [n for n, _ in other.named_parameters()] != [n for n, _ in net.named_parameters()]
+    resumed = torch.optim.Adam(other.parameters(), lr=0.1)
+    load_optimizer_state(resumed, other, load_checkpoint(tmp_path / "latest.pt")["optimizer"])
+    for name, param in other.named_parameters():
+        original = dict(net.named_parameters())[name]
+        assert torch.equal(resumed.state[param]["exp_avg"], optimizer.state[original]["exp_avg"]), name
+
+
+def test_an_unnamed_optimizer_state_of_another_order_is_refused_not_misapplied(tmp_path):
+    net, optimizer = _stepped(swapped=False)
+    old_style = optimizer.state_dict()  # what bbmn wrote before it kept parameter names
+    other = _Net(swapped=True)
+    resumed = torch.optim.Adam(other.parameters(), lr=0.1)
+    with pytest.raises(BbmnError, match=r"latest\.pt: its optimizer state does not fit .*start the run afresh"):
+        load_optimizer_state(resumed, other, old_style, tmp_path / "latest.pt")
+    same = _Net(swapped=False)
+    resumed = torch.optim.Adam(same.parameters(), lr=0.1)
+    load_optimizer_state(resumed, same, old_style)  # the same order still resumes
+    assert torch.equal(resumed.state[same.a.weight]["exp_avg"], optimizer.state[net.a.weight]["exp_avg"])
+
+
+def test_an_optimizer_state_of_other_parameters_is_refused(tmp_path):
+    net, optimizer = _stepped(swapped=False)
+    saved = optimizer_state(optimizer, net)
+    saved["param_names"] = [n.replace("a.", "c.") for n in saved["param_names"]]
+    same = _Net(swapped=False)
+    resumed = torch.optim.Adam(same.parameters(), lr=0.1)
+    with pytest.raises(BbmnError, match=r"optimizer state is for other parameters .*'a\.bias'"):
+        load_optimizer_state(resumed, same, saved)
