@@ -82,29 +82,73 @@ def matmul_rate(n: int, k: int, m: int, repeats: int = 20) -> float:
     return 2 * n * k * m / best
 
 
-def train_steps(model, optimizer, batches) -> None:
+MODES = ("fp32", "compiled", "bf16", "compiled-bf16")
+
+
+def train_steps(model, optimizer, batches, bf16: bool = False) -> None:
     for batch in batches:
         optimizer.zero_grad(set_to_none=True)
-        model.pretrain_loss(batch).total.backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model.pretrain_loss(batch)
+        loss.total.backward()
         optimizer.step()
 
 
-def measure(batch_size: int, smiles: list[str], steps: int, repeats: int) -> dict:
+def measure(batch_size: int, smiles: list[str], steps: int, repeats: int, mode: str = "fp32") -> dict:
+    """Molecules/s and FLOP/s of training steps in ``mode`` (one of :data:`MODES`)."""
     torch.manual_seed(0)
-    model = BatmanNet()
+    model = BatmanNet(residual=True)  # the workflow's model
+    if mode.startswith("compiled"):
+        model.enable_compile()
+    bf16 = mode.endswith("bf16")
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-7, fused=True)
     batches = make_batches(smiles, batch_size, steps)
-    train_steps(model, optimizer, batches[:2])  # warm-up
+    train_steps(model, optimizer, batches[:2], bf16)  # warm-up (and the compile)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        train_steps(model, optimizer, batches)
+        train_steps(model, optimizer, batches, bf16)
         best = min(best, time.perf_counter() - start)
     molecules = batch_size * steps
     macs = sum(forward_macs(b, model.config) for b in batches)
     return {"mol_per_s": molecules / best, "fwd_flop_per_mol": 2 * macs / molecules,
             "train_flop_per_s": 3 * 2 * macs / best}
+
+
+def measure_finetune(batch_size: int, smiles: list[str], steps: int, repeats: int,
+                     mode: str = "fp32") -> dict:
+    """Molecules/s of fine-tuning steps (both views and the 200 descriptors, one task) in ``mode``."""
+    from bbmn.models.finetune import BatmanNetFinetune
+
+    torch.manual_seed(0)
+    model = BatmanNetFinetune(1, "classification", residual=True, view_norm="batchnorm")
+    if mode.startswith("compiled"):
+        model.enable_compile()
+    bf16 = mode.endswith("bf16")
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
+    arrays = featurize_smiles(smiles)
+    batches = []
+    for i in range(steps):
+        batch = arrays.take([(i * batch_size + j) % len(smiles) for j in range(batch_size)]).to_batch()
+        batches.append((batch, torch.randn(batch_size, 200), (torch.rand(batch_size, 1) < 0.5).float()))
+
+    def run(part):
+        for batch, descriptors, labels in part:
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                outputs = model(batch, descriptors)
+            model.loss(outputs, labels).total.backward()
+            optimizer.step()
+
+    run(batches[:2])
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(batches)
+        best = min(best, time.perf_counter() - start)
+    return {"mol_per_s": batch_size * steps / best}
 
 
 def profile(batch_size: int, smiles: list[str], steps: int) -> None:
@@ -122,10 +166,13 @@ def profile(batch_size: int, smiles: list[str], steps: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=["fp32", "compiled"],
+                        help="fp32 eager, torch.compile, bf16 autocast, or both")
     parser.add_argument("--molecules", type=int, default=1024, help="molecules per timed run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--smiles", type=Path, default=DEFAULT_SMILES)
+    parser.add_argument("--finetune", action="store_true", help="also time fine-tuning steps")
     parser.add_argument("--profile", type=int, metavar="BATCH_SIZE")
     parser.add_argument("--plain-malloc", action="store_true", help="leave glibc's allocator as is")
     args = parser.parse_args(argv)
@@ -143,12 +190,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}")
     print(f"threads {torch.get_num_threads()}; torch matmul: {peak_big / 1e9:.1f} GFLOP/s at "
           f"1024^3, {peak_model / 1e9:.1f} GFLOP/s at 2048x{h}x{6 * h} (a message-net product)")
-    for batch_size in args.batch_sizes:
-        r = measure(batch_size, smiles, max(1, args.molecules // batch_size), args.repeats)
-        print(f"batch {batch_size:4d}: {r['mol_per_s']:7.1f} mol/s | "
+    for batch_size, mode in [(b, m) for b in args.batch_sizes for m in args.modes]:
+        r = measure(batch_size, smiles, max(1, args.molecules // batch_size), args.repeats, mode)
+        print(f"batch {batch_size:4d} {mode:>13}: {r['mol_per_s']:7.1f} mol/s | "
               f"{r['fwd_flop_per_mol'] / 1e6:.0f} MFLOP/mol forward, x3 for training | "
               f"{r['train_flop_per_s'] / 1e9:.1f} GFLOP/s = {r['train_flop_per_s'] / peak_big:.0%} of "
               f"1024^3 matmul, {r['train_flop_per_s'] / peak_model:.0%} of the message-net shape")
+    if args.finetune:
+        for batch_size, mode in [(b, m) for b in args.batch_sizes for m in args.modes]:
+            r = measure_finetune(batch_size, smiles, max(1, args.molecules // batch_size), args.repeats, mode)
+            print(f"fine-tuning batch {batch_size:4d} {mode:>13}: {r['mol_per_s']:7.1f} mol/s")
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak_rss:.0f} MiB")
 

@@ -155,6 +155,8 @@ def pretrain_args(variant=None):
         args.append("--static-mask")
     if p["bf16"]:
         args.append("--bf16")
+    if p["compile"]:
+        args.append("--compile")
     if config["run"]["deterministic"]:
         args.append("--deterministic")
     if TRACKING["required"]:
@@ -379,6 +381,8 @@ def finetune_args():
         args += ["--device", f["device"]]
     if f["bf16"]:
         args.append("--bf16")
+    if f["compile"]:
+        args.append("--compile")
     if config["run"]["deterministic"]:
         args.append("--deterministic")
     if TRACKING["required"]:

@@ -68,6 +68,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--deterministic", action="store_true",
                    help="torch deterministic algorithms only (reproducible on GPUs; CPU runs are anyway)")
     add_device_args(p, bf16=True)
+    p.add_argument("--compile", action="store_true",
+                   help="run the encoders through torch.compile (faster epochs after a one-off compile)")
     p.add_argument("--tracking-parent", help="parent run record written by `bbmn track init`")
     p.add_argument("--tracking-required", action="store_true",
                    help="fail if the MLflow store cannot be used (default: skip tracking)")
@@ -95,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
         disagreement=args.disagreement, max_minutes=args.max_minutes, model=model_config(args),
         threads=args.threads, deterministic=args.deterministic, device=args.device, bf16=args.bf16,
-        inputs=args.inputs,
+        compile=args.compile, inputs=args.inputs,
         descriptor_scaling=args.descriptor_scaling, view_norm=args.view_norm,
         encoder_lr=args.encoder_lr, add_positions=args.add_positions, variant=args.variant)
     m = finetune(args.cache, args.descriptors, args.split, args.out, cfg, args.checkpoint,

@@ -53,6 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the same mask for a molecule every epoch (the reference's behaviour)")
     _model_arguments(p)
     add_device_args(p, bf16=True)
+    p.add_argument("--compile", action="store_true",
+                   help="run the model through torch.compile (faster steps after a one-off compile)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0 = default)")
     p.add_argument("--log-every", type=int, default=50, help="steps between progress lines")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, init_lr=args.init_lr, max_lr=args.max_lr, final_lr=args.final_lr,
         warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay, mask_ratio=args.mask_ratio,
         dynamic_mask=not args.static_mask, model=model_config(args), device=args.device,
-        bf16=args.bf16, threads=args.threads, log_every=args.log_every,
+        bf16=args.bf16, compile=args.compile, threads=args.threads, log_every=args.log_every,
         checkpoint_every=args.checkpoint_every, deterministic=args.deterministic,
         validate_every=args.validate_every, snapshot_steps=sorted(set(args.snapshot_steps)),
         register=args.register,

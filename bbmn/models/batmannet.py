@@ -170,6 +170,35 @@ class Reconstruction:
     masked_edges: Tensor
 
 
+@dataclass(frozen=True)
+class MaskPlan:
+    """The index work of one masked batch: what depends on the data's sizes (``nonzero``, positions).
+
+    Built eagerly by :meth:`BatmanNet.plan`; the rest of the forward pass (:meth:`BatmanNet.reconstruct`)
+    is tensor arithmetic on these, which ``torch.compile`` takes whole.
+
+    Attributes:
+        atom_code, edge_code: ``(N, h)`` / ``(E, h)`` positional codes of all atoms / directed edges.
+        masked_atoms, masked_edges: indices of the masked items.
+        visible_atoms, visible_edges: indices of the visible items (row ``i`` of the encoder's input).
+        visible_edge_sources: source atom of each visible edge.
+        visible_atom_sum, visible_edge_sum: neighbour sums on the visible part (the encoders').
+        atom_sum, edge_sum: neighbour sums on the full graph (the decoders').
+    """
+
+    atom_code: Tensor
+    edge_code: Tensor
+    masked_atoms: Tensor
+    masked_edges: Tensor
+    visible_atoms: Tensor
+    visible_edges: Tensor
+    visible_edge_sources: Tensor
+    visible_atom_sum: AtomNeighbourSum
+    visible_edge_sum: EdgeNeighbourSum
+    atom_sum: AtomNeighbourSum
+    edge_sum: EdgeNeighbourSum
+
+
 class BatmanNet(nn.Module):
     """Bi-branch masked graph autoencoder for pre-training (spec sections 2-7).
 
@@ -244,28 +273,56 @@ class BatmanNet(nn.Module):
                 with ``mask_ratio`` from torch's global generator (likewise ``edge_mask``).
             edge_mask: ``(E,)`` bool, True = masked.
         """
-        atom_mask, edge_mask = self._masks(batch, atom_mask, edge_mask)
-        num_atoms = batch.num_nodes
-        atom_code = positional_code(batch.ptr, self.hidden, self.positions)
-        edge_code = positional_code(batch.edge_ptr, self.hidden, self.positions)
-        masked_atoms, masked_edges = atom_mask.nonzero().squeeze(1), edge_mask.nonzero().squeeze(1)
+        plan = self.plan(batch, *self._masks(batch, atom_mask, edge_mask))
+        atom_logits, edge_logits = self._reconstruct(batch.x, batch.edge_attr, plan)
+        return Reconstruction(atom_logits, edge_logits, plan.masked_atoms, plan.masked_edges)
 
+    def plan(self, batch: Batch, atom_mask: Tensor, edge_mask: Tensor) -> MaskPlan:
+        """The index work of one masked batch, whose sizes depend on the data (see :class:`MaskPlan`)."""
+        num_atoms = batch.num_nodes
+        masked_atoms, masked_edges = atom_mask.nonzero().squeeze(1), edge_mask.nonzero().squeeze(1)
+        visible_atom_sum, visible_atoms = AtomNeighbourSum.induced(batch.edge_index, ~atom_mask)
+        visible_edge_sum, visible_edges = EdgeNeighbourSum.visible(
+            batch.edge_index, batch.rev_edge, num_atoms, ~edge_mask)
+        return MaskPlan(
+            atom_code=positional_code(batch.ptr, self.hidden, self.positions),
+            edge_code=positional_code(batch.edge_ptr, self.hidden, self.positions),
+            masked_atoms=masked_atoms, masked_edges=masked_edges,
+            visible_atoms=visible_atoms, visible_edges=visible_edges,
+            visible_edge_sources=batch.edge_index[0].index_select(0, visible_edges),
+            visible_atom_sum=visible_atom_sum, visible_edge_sum=visible_edge_sum,
+            atom_sum=AtomNeighbourSum.full(batch.edge_index, num_atoms),
+            edge_sum=EdgeNeighbourSum.full(batch.edge_index, batch.rev_edge, num_atoms))
+
+    def reconstruct(self, x: Tensor, edge_attr: Tensor, plan: MaskPlan) -> tuple[Tensor | None, Tensor | None]:
+        """The masked atoms' and edges' logits from the batch's features and its :meth:`plan`.
+
+        Only tensor arithmetic on shapes known from the inputs: what :meth:`enable_compile` compiles.
+        """
         atom_logits = edge_logits = None
         if self.trains_atoms:
-            visible_atom_sum, visible_atoms = AtomNeighbourSum.induced(batch.edge_index, ~atom_mask)
-            encoded_atoms = self.node_encoder(batch.x.index_select(0, visible_atoms), visible_atom_sum,
-                                              atom_code.index_select(0, visible_atoms))
-            atom_logits = self.node_decoder(encoded_atoms, visible_atoms, masked_atoms, atom_code,
-                                            AtomNeighbourSum.full(batch.edge_index, num_atoms))
+            encoded_atoms = self.node_encoder(x.index_select(0, plan.visible_atoms), plan.visible_atom_sum,
+                                              plan.atom_code.index_select(0, plan.visible_atoms))
+            atom_logits = self.node_decoder(encoded_atoms, plan.visible_atoms, plan.masked_atoms,
+                                            plan.atom_code, plan.atom_sum)
         if self.trains_bonds:
-            visible_edge_sum, visible_edges = EdgeNeighbourSum.visible(
-                batch.edge_index, batch.rev_edge, num_atoms, ~edge_mask)
-            encoded_edges = self.edge_encoder(edge_inputs(batch, visible_edges), visible_edge_sum,
-                                              edge_code.index_select(0, visible_edges))
-            edge_logits = self.edge_decoder(encoded_edges, visible_edges, masked_edges, edge_code,
-                                            EdgeNeighbourSum.full(batch.edge_index, batch.rev_edge,
-                                                                  num_atoms))
-        return Reconstruction(atom_logits, edge_logits, masked_atoms, masked_edges)
+            inputs = torch.cat([x.index_select(0, plan.visible_edge_sources),
+                                edge_attr.index_select(0, plan.visible_edges)], dim=1)
+            encoded_edges = self.edge_encoder(inputs, plan.visible_edge_sum,
+                                              plan.edge_code.index_select(0, plan.visible_edges))
+            edge_logits = self.edge_decoder(encoded_edges, plan.visible_edges, plan.masked_edges,
+                                            plan.edge_code, plan.edge_sum)
+        return atom_logits, edge_logits
+
+    def enable_compile(self, fullgraph: bool = True) -> BatmanNet:
+        """Run :meth:`reconstruct` through ``torch.compile`` (dynamic shapes; with ``fullgraph``, a
+        graph break is an error, not a silent fallback). The weights and the state dict are unchanged.
+        """
+        self._reconstruct = torch.compile(self.reconstruct, dynamic=True, fullgraph=fullgraph)
+        return self
+
+    def _reconstruct(self, x: Tensor, edge_attr: Tensor, plan: MaskPlan) -> tuple[Tensor | None, Tensor | None]:
+        return self.reconstruct(x, edge_attr, plan)
 
     def _masks(self, batch: Batch, atom_mask: Tensor | None,
                edge_mask: Tensor | None) -> tuple[Tensor, Tensor]:

@@ -44,7 +44,7 @@ from torch_geometric.data import Batch
 from bbmn.chem.features import ATOM_DIM, EDGE_DIM
 from bbmn.errors import BbmnError
 from bbmn.models.batmannet import BranchEncoder
-from bbmn.models.views import atoms_from_edges, block_outputs, full_graph_sums, mean_pool
+from bbmn.models.views import GraphInputs
 from bbmn.nn.blocks import ActivationDropout, Dropout, PositionwiseFFN
 
 log = logging.getLogger(__name__)
@@ -271,12 +271,27 @@ class BatmanNetFinetune(nn.Module):
         atom-from-atom and atom-from-bond readouts."""
         if not self.uses_graph:
             raise ValueError("a descriptors-only model has no graph views")
-        atoms, edges = block_outputs(self, batch, self.add_positions)
-        atom_sum, _ = full_graph_sums(batch)
-        atom_view = self.node_encoder.readout(atom_sum(atoms), batch.x)
-        bond_view = self.edge_encoder.atom_readout(atoms_from_edges(edges, batch), batch.x)
-        return (mean_pool(atom_view, batch.batch, batch.num_graphs),
-                mean_pool(bond_view, batch.batch, batch.num_graphs))
+        hidden = self.node_encoder.embed.project.out_features
+        return self._views_of(GraphInputs.of(batch, hidden, self.add_positions))
+
+    def views_of(self, inputs: GraphInputs) -> tuple[Tensor, Tensor]:
+        """:meth:`raw_views` from the batch's :class:`~bbmn.models.views.GraphInputs`: tensor
+        arithmetic only, what :meth:`enable_compile` compiles."""
+        atoms, _ = self.node_encoder.hidden_states(inputs.atoms, inputs.atom_sum, inputs.atom_code)
+        edges, _ = self.edge_encoder.hidden_states(inputs.edges, inputs.edge_sum, inputs.edge_code)
+        atom_view = self.node_encoder.readout(inputs.atom_sum(atoms), inputs.atoms)
+        bond_view = self.edge_encoder.atom_readout(inputs.atoms_from_edges(edges), inputs.atoms)
+        return inputs.pool(atom_view), inputs.pool(bond_view)
+
+    def enable_compile(self, fullgraph: bool = True) -> BatmanNetFinetune:
+        """Run the encoders and readouts (:meth:`views_of`) through ``torch.compile`` (dynamic
+        shapes; with ``fullgraph``, a graph break is an error). The state dict is unchanged."""
+        if self.uses_graph:
+            self._views_of = torch.compile(self.views_of, dynamic=True, fullgraph=fullgraph)
+        return self
+
+    def _views_of(self, inputs: GraphInputs) -> tuple[Tensor, Tensor]:
+        return self.views_of(inputs)
 
     def views(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """The two molecule embeddings ``(B, h)`` the heads read (after :class:`ViewNorm`)."""

@@ -20,6 +20,8 @@ does (spec section 5) and fine-tuning does not (spec section 9): the switch that
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch
@@ -30,10 +32,56 @@ from bbmn.nn.positional import positional_code
 
 
 def mean_pool(x: Tensor, index: Tensor, num_groups: int) -> Tensor:
-    """Mean of the rows of ``x`` per group (``index`` gives each row's group); empty groups get 0."""
+    """Mean of the rows of ``x`` per group (``index`` gives each row's group); empty groups get 0.
+
+    Counts by ``index_add`` rather than ``bincount``, whose output size depends on the data and
+    would break a compiled graph.
+    """
     sums = x.new_zeros(num_groups, x.shape[1]).index_add_(0, index, x)
-    counts = torch.bincount(index, minlength=num_groups).clamp_(min=1).to(x.dtype)
+    counts = x.new_zeros(num_groups).index_add_(0, index, x.new_ones(index.shape[0])).clamp_(min=1)
     return sums / counts.unsqueeze(1)
+
+
+@dataclass(frozen=True)
+class GraphInputs:
+    """What the encoders read of a batch, as tensors and neighbour sums.
+
+    Built eagerly (:meth:`of`: the positional code needs the data's sizes); everything computed
+    from it is tensor arithmetic that ``torch.compile`` takes whole.
+
+    Attributes:
+        atoms: ``(N, 39)`` atom inputs; edges: ``(E, 50)`` directed-edge inputs.
+        atom_sum, edge_sum: the full graph's neighbour sums.
+        edge_target: ``(E,)`` atom each directed edge enters.
+        molecule: ``(N,)`` molecule of each atom; num_molecules: ``B``.
+        atom_code, edge_code: per-molecule positional codes, or None.
+    """
+
+    atoms: Tensor
+    edges: Tensor
+    atom_sum: AtomNeighbourSum
+    edge_sum: EdgeNeighbourSum
+    edge_target: Tensor
+    molecule: Tensor
+    num_molecules: int
+    atom_code: Tensor | None = None
+    edge_code: Tensor | None = None
+
+    @classmethod
+    def of(cls, batch: Batch, hidden: int = 0, add_positions: bool = False) -> GraphInputs:
+        atom_sum, edge_sum = full_graph_sums(batch)
+        atom_code, edge_code = position_codes(batch, hidden, add_positions)
+        return cls(batch.x, edge_inputs(batch), atom_sum, edge_sum, batch.edge_index[1], batch.batch,
+                   batch.num_graphs, atom_code, edge_code)
+
+    def atoms_from_edges(self, edge_states: Tensor) -> Tensor:
+        """``(N, h)``: each atom's sum of the states of the directed edges entering it."""
+        return edge_states.new_zeros(self.atoms.shape[0], edge_states.shape[1]).index_add_(
+            0, self.edge_target, edge_states)
+
+    def pool(self, atom_states: Tensor) -> Tensor:
+        """``(B, h)``: the mean over each molecule's atoms."""
+        return mean_pool(atom_states, self.molecule, self.num_molecules)
 
 
 def position_codes(batch: Batch, hidden: int, add_positions: bool) -> tuple[Tensor | None, Tensor | None]:

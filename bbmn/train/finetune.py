@@ -95,6 +95,8 @@ class FinetuneConfig:
             (:func:`bbmn.train.device.resolve_device`). Not a training key: a run resumes on
             another device.
         bf16: bfloat16 autocast on a GPU; ignored with a warning on a CPU (slower there).
+        compile: run the encoders through ``torch.compile`` (dynamic shapes, no graph break). Not
+            a training key: the weights differ from an eager run's only by dropout's random stream.
         inputs: what the heads read: ``both`` (spec), ``graph`` (views only) or ``descriptors``
             (no encoder; a control).
         descriptor_scaling: ``standardize`` (on the training part; spec) or ``none``.
@@ -127,6 +129,7 @@ class FinetuneConfig:
     deterministic: bool = False
     device: str = "auto"
     bf16: bool = False
+    compile: bool = False
     inputs: str = "both"
     descriptor_scaling: str = "standardize"
     view_norm: str = "none"
@@ -137,7 +140,7 @@ class FinetuneConfig:
     def training_keys(self) -> dict:
         """The settings that change the trained weights (a resumed checkpoint must match them)."""
         d = asdict(self)
-        for key in ("dataset", "eval_batch_size", "max_minutes", "threads", "variant"):
+        for key in ("dataset", "eval_batch_size", "max_minutes", "threads", "variant", "compile"):
             d.pop(key)
         d.pop("device")  # a run may resume on another device
         return d
@@ -357,6 +360,8 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
     report: LoadReport | None = model.load_pretrained(pretrained) if pretrained is not None else None
     del pretrained
     model.to(device)
+    if cfg.compile:
+        model.enable_compile()
     if cfg.view_norm == "standardize":  # fixed statistics: the initial encoder's on the training part
         views = part_views(model, data.train, cfg.eval_batch_size, raw=True)
         model.atom_view_norm.set_statistics(torch.from_numpy(views[0]))

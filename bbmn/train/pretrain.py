@@ -77,6 +77,8 @@ class PretrainConfig:
         model: BatmanNet constructor arguments (hidden, heads, depth, ...).
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``...
         bf16: bfloat16 autocast on GPUs (ignored with a warning on a CPU).
+        compile: run the model through ``torch.compile`` (dynamic shapes, no graph break). Not a
+            training key: the weights differ from an eager run's only by dropout's random stream.
         threads: torch intra-op threads (0 = leave torch's default).
         log_every: steps between progress log lines.
         checkpoint_every: steps between checkpoints (each epoch end also writes one).
@@ -112,6 +114,7 @@ class PretrainConfig:
     model: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
     bf16: bool = False
+    compile: bool = False
     threads: int = 0
     log_every: int = 50
     checkpoint_every: int = 500
@@ -130,8 +133,8 @@ class PretrainConfig:
         (:data:`LATER_MODEL_DEFAULTS`), so that a run started before them still resumes."""
         d = asdict(self)
         d["model"] = {k: v for k, v in d["model"].items() if LATER_MODEL_DEFAULTS.get(k, object()) != v}
-        for key in ("max_minutes", "device", "threads", "log_every", "checkpoint_every", "val_batches",
-                    "validate_every", "snapshot_steps", "register", "variant", "variant_overrides"):
+        for key in ("max_minutes", "device", "compile", "threads", "log_every", "checkpoint_every",
+                    "val_batches", "validate_every", "snapshot_steps", "register", "variant", "variant_overrides"):
             d.pop(key)
         return d
 
@@ -245,6 +248,8 @@ def _pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig,
         raise BbmnError(f"snapshot steps {beyond} are outside this run's 0..{total_steps} steps "
                         f"({steps_per_epoch} per epoch)")
     model = BatmanNet(**{"mask_ratio": cfg.mask_ratio, **cfg.model}).to(ctx.device)
+    if cfg.compile:
+        model.enable_compile()
     n_params = count_parameters(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.init_lr, weight_decay=cfg.weight_decay,
                                  fused=True)
