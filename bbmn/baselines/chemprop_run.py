@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bbmn.baselines.common import (Dataset, check_metric, load_dataset, part_labels, start_run,
+from bbmn.baselines.common import (Dataset, load_dataset, part_labels, start_run,
                                    task_summary, write_metrics, write_predictions)
 from bbmn.errors import BbmnError
-from bbmn.eval.metrics import score
+from bbmn.eval.metrics import check_metric, score
 from bbmn.io import write_json
 from bbmn.kinds import BASELINE_KINDS
 

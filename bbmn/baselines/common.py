@@ -20,11 +20,8 @@ import pandas as pd
 from bbmn.data.clean import read_meta
 from bbmn.data.splits import PARTS, load_split
 from bbmn.errors import BbmnError
-from bbmn.eval.metrics import METRICS, Score
+from bbmn.eval.metrics import METRICS_FOR, Score
 from bbmn.io import atomic_path, read_json, write_json
-
-#: The metrics that make sense for each task type (ROC-AUC needs 0/1 labels).
-METRICS_FOR = {"classification": ("roc_auc",), "regression": ("rmse", "mae")}
 
 
 @dataclass
@@ -103,15 +100,6 @@ def split_positions(rows: np.ndarray, split_path: str | Path, source: str
     split = {"path": str(split_path), "method": record.get("method", "unknown"), "seed": record.get("seed"),
              **{part: int(len(positions[part])) for part in PARTS}}
     return positions, split
-
-
-def check_metric(metric: str, task_type: str) -> None:
-    """Refuse a metric that does not fit the task type (e.g. RMSE of 0/1 labels, AUC of values)."""
-    if metric not in METRICS:
-        raise BbmnError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
-    if metric not in METRICS_FOR[task_type]:
-        raise BbmnError(f"metric {metric} does not fit a {task_type} dataset; "
-                        f"use {' or '.join(METRICS_FOR[task_type])}")
 
 
 def write_predictions(path: str | Path, data: Dataset, part: str, pred: np.ndarray) -> None:

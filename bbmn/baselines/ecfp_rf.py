@@ -34,10 +34,10 @@ import numpy as np
 from rdkit import Chem, RDLogger
 from rdkit.Chem import rdFingerprintGenerator
 
-from bbmn.baselines.common import (Dataset, check_metric, load_dataset, part_labels, start_run,
+from bbmn.baselines.common import (Dataset, load_dataset, part_labels, start_run,
                                    task_summary, write_metrics, write_predictions)
 from bbmn.errors import BbmnError
-from bbmn.eval.metrics import Score, is_better, score
+from bbmn.eval.metrics import Score, check_metric, is_better, score
 from bbmn.io import write_json
 from bbmn.kinds import BASELINE_KINDS
 

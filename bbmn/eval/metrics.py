@@ -13,7 +13,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from sklearn.metrics import mean_absolute_error, mean_squared_error, roc_auc_score
 
+from bbmn.errors import BbmnError
+
 METRICS = ("roc_auc", "rmse", "mae")
+#: The metrics that make sense for each task type (ROC-AUC needs 0/1 labels).
+METRICS_FOR = {"classification": ("roc_auc",), "regression": ("rmse", "mae")}
 #: True where a larger value is better (for picking the best validation epoch).
 HIGHER_IS_BETTER = {"roc_auc": True, "rmse": False, "mae": False}
 
@@ -38,6 +42,15 @@ class Score:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def check_metric(metric: str, task_type: str) -> None:
+    """Refuse a metric that does not fit the task type (e.g. RMSE of 0/1 labels, AUC of values)."""
+    if metric not in METRICS:
+        raise BbmnError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+    if metric not in METRICS_FOR[task_type]:
+        raise BbmnError(f"metric {metric} does not fit a {task_type} dataset; "
+                        f"use {' or '.join(METRICS_FOR[task_type])}")
 
 
 def score(metric: str, y_true: np.ndarray, y_pred: np.ndarray,

@@ -486,8 +486,7 @@ def fit_probe(X: np.ndarray, data: Dataset, metric: str, cfg: ProbeConfig = Prob
     """Fit the probe on ``data``'s training part, choose the regularization on validation, score
     the test part at it (module docstring). ``X``: ``(len(data.rows), d)`` features in the
     order of ``data.rows``, finite on every molecule of the parts (:func:`finite_parts`)."""
-    from bbmn.baselines.common import check_metric
-    from bbmn.eval.metrics import is_better, score
+    from bbmn.eval.metrics import check_metric, is_better, score
 
     check_metric(metric, data.task_type)
     param, grid = cfg.grid(data.task_type)
@@ -575,7 +574,8 @@ def run_probe(cache_path: str | Path, splits: Sequence[str | Path], out: str | P
     Returns:
         The metrics records, in the order of ``splits``.
     """
-    from bbmn.baselines.common import check_metric, start_run
+    from bbmn.baselines.common import start_run
+    from bbmn.eval.metrics import check_metric
 
     if cfg.threads > 0:
         import torch

@@ -41,7 +41,7 @@ from bbmn.bench import peak_rss_mb
 from bbmn.data.labelled import LabelledData, LabelledPart, load_labelled
 from bbmn.errors import BbmnError
 from bbmn.eval.health import effective_rank, variance_share, view_spread
-from bbmn.eval.metrics import METRICS, is_better, score
+from bbmn.eval.metrics import check_metric, is_better, score
 from bbmn.inference.prepare import cleaning_of
 from bbmn.inference.pyfunc import remove_pyfunc, save_pyfunc
 from bbmn.io import atomic_path, sha256_file, write_json
@@ -60,8 +60,6 @@ log = logging.getLogger(__name__)
 
 #: model-size keys that a pre-trained checkpoint fixes (its encoders must load)
 ENCODER_KEYS = ("hidden", "heads", "depth", "encoder_blocks", "activation", "residual")
-#: metrics that fit each task type
-METRICS_FOR = {"classification": ("roc_auc",), "regression": ("rmse", "mae")}
 #: the files a finished run leaves (removed when a run starts)
 RESULTS = ("metrics.json", "predictions.csv", "model.pt")
 
@@ -284,14 +282,6 @@ def _fingerprint(cfg: FinetuneConfig, model_config: dict, files: list[Path | Non
                         "files": [sha256_file(f) if f is not None else None for f in files]})
 
 
-def _check_metric(metric: str, task_type: str) -> None:
-    if metric not in METRICS:
-        raise BbmnError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
-    if metric not in METRICS_FOR[task_type]:
-        raise BbmnError(f"metric {metric} does not fit a {task_type} dataset; use "
-                        f"{' or '.join(METRICS_FOR[task_type])}")
-
-
 def _selection(metric: str, data: LabelledData) -> str:
     """``val_metric``, or ``val_loss`` when the validation labels cannot give a metric value."""
     labels = data.val.labels
@@ -344,7 +334,7 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
     device = resolve_device(cfg.device)  # a bad --device fails before the data is read
     bf16 = use_bf16(cfg.bf16, device)
     data = load_labelled(cache, descriptors, split, cfg.descriptor_scaling)
-    _check_metric(cfg.metric, data.task_type)
+    check_metric(cfg.metric, data.task_type)
     kind = run_kind(cfg.inputs, checkpoint is not None)
     init = kind.init
     pretrained = load_checkpoint(checkpoint) if checkpoint is not None else None

@@ -19,15 +19,6 @@ def bbbp(tmp_path_factory):
     return labelled_files(tmp_path_factory, "bbbp")
 
 
-@pytest.fixture(autouse=True)
-def environment(monkeypatch, tmp_path):
-    monkeypatch.setenv("BBMN_PLAIN_MALLOC", "1")  # no re-exec of the test process
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def finetune_args(files, out, *extra):
     return ["finetune", str(files["cache"]), "--descriptors", str(files["descriptors"]),
             "--split", str(files["split1"]), "--out", str(out), "--dataset", "bbbp", "--metric", "roc_auc",

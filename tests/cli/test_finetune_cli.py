@@ -5,29 +5,9 @@ import json
 import pytest
 
 from bbmn.cli.main import main
-from tests.data.test_labelled import labelled_files
-from tests.models.test_finetune import make_pretrained
-
-
-@pytest.fixture(scope="module")
-def bbbp(tmp_path_factory):
-    return labelled_files(tmp_path_factory, "bbbp")
-
-
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    return make_pretrained(tmp_path_factory.mktemp("pretrain"))
-
-
-@pytest.fixture(scope="module")
-def mlflow_uri(tmp_path_factory):
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-
-
-@pytest.fixture(autouse=True)
-def environment(monkeypatch, mlflow_uri):
-    monkeypatch.setenv("BBMN_PLAIN_MALLOC", "1")  # no re-exec of the test process
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+from tests.data.test_labelled import bbbp  # noqa: F401
+# mlflow_uri: the module's runs share one tracking store (tests/cli/conftest.py's is one per test)
+from tests.train.test_finetune import mlflow_uri, pretrained  # noqa: F401
 
 
 def args(files, out, *extra):

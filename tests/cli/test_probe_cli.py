@@ -18,15 +18,6 @@ def bbbp(tmp_path_factory):
     return probe_files(tmp_path_factory, "bbbp_150")
 
 
-@pytest.fixture(autouse=True)
-def environment(monkeypatch, tmp_path):
-    monkeypatch.setenv("BBMN_PLAIN_MALLOC", "1")  # no re-exec of the test process
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def args(files, out, *extra, metric="roc_auc"):
     return ["probe", str(files["cache"]), "--splits", *map(str, files["splits"]), "--out", str(out),
             "--dataset", "bbbp", "--metric", metric, *extra]

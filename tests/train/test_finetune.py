@@ -22,23 +22,13 @@ from bbmn.eval.metrics import score
 from bbmn.models.finetune import BatmanNetFinetune
 from bbmn.train.checkpoint import load_checkpoint
 from bbmn.train.finetune import FinetuneConfig, finetune, resolve_model_config
-from tests.data.test_labelled import labelled_files, write_split
+from tests.data.test_labelled import bbbp, esol, write_split  # noqa: F401
 from tests.models.test_finetune import SMALL, make_pretrained
 
 BBMN = str(Path(sys.executable).with_name("bbmn"))
 SCHEMA = {"dataset", "seed", "model", "init", "row", "label", "metric", "task_type", "tasks", "split",
           "best_epoch", "epochs_run", "stopped", "selection", "val", "test", "checkpoint", "seconds",
           "molecules_per_s", "peak_rss_mb", "health", "variant"}
-
-
-@pytest.fixture(scope="module")
-def bbbp(tmp_path_factory):
-    return labelled_files(tmp_path_factory, "bbbp")
-
-
-@pytest.fixture(scope="module")
-def esol(tmp_path_factory):
-    return labelled_files(tmp_path_factory, "esol")
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import yaml
 
 from tests.conftest import REPO, TEST_DATA
 from tests.workflow import slurm_cluster
-from tests.workflow.test_workflow import snakemake as run_locally
+from tests.workflow.test_workflow import tiny_workflow
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
@@ -87,11 +87,7 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_tables(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("local")
-    shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
-    done = run_locally(workdir, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return workdir / "results" / "tables"
+    return tiny_workflow(tmp_path_factory, "local") / "results" / "tables"
 
 
 @pytest.fixture(scope="module")

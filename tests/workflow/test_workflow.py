@@ -31,13 +31,18 @@ def snakemake(workdir, *args, check=True):
     return subprocess.run(cmd, capture_output=True, text=True, check=check, env=env)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("wf")
+def tiny_workflow(tmp_path_factory, name: str) -> Path:
+    """A finished tiny-preset run in a fresh working directory with the repository's config.yaml."""
+    workdir = tmp_path_factory.mktemp(name)
     shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
     done = snakemake(workdir, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return workdir
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    return tiny_workflow(tmp_path_factory, "wf")
 
 
 @pytest.mark.slow
