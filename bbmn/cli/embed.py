@@ -26,6 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output .parquet")
     p.add_argument("--layout", choices=("concat", "separate"), default="concat",
                    help="one 2h-wide embedding column, or atom_view and bond_view columns")
+    p.add_argument("--compile", action="store_true",
+                   help="run the encoders through torch.compile (a one-off compile; docs/benchmarks.md)")
     p.set_defaults(run=run)
 
 
@@ -36,6 +38,6 @@ def run(args: argparse.Namespace) -> int:
     from bbmn.inference.embed import embed_file
 
     summary = embed_file(args.checkpoint, args.input, args.out, layout=args.layout,
-                         **molecule_input_kwargs(args))
+                         compile=args.compile, **molecule_input_kwargs(args))
     print(json.dumps(summary))
     return 0

@@ -124,11 +124,15 @@ def pretrained_views(net: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
     """``bbmn embed``'s two views of a pre-trained BatmanNet, ``(B, h)`` each: the mean over atoms
     of the node encoder's output (its aggregate-to-self included), and of the edge encoder's
     outputs summed onto each atom's incoming edges."""
-    atom_sum, edge_sum = full_graph_sums(batch)
-    atoms = net.node_encoder(batch.x, atom_sum)
-    edges = net.edge_encoder(edge_inputs(batch), edge_sum)
-    return (mean_pool(atoms, batch.batch, batch.num_graphs),
-            mean_pool(atoms_from_edges(edges, batch), batch.batch, batch.num_graphs))
+    return pretrained_views_of(net, GraphInputs.of(batch))
+
+
+def pretrained_views_of(net: nn.Module, inputs: GraphInputs) -> tuple[Tensor, Tensor]:
+    """:func:`pretrained_views` from the batch's :class:`GraphInputs`: tensor arithmetic only,
+    which ``torch.compile`` takes whole."""
+    atoms = net.node_encoder(inputs.atoms, inputs.atom_sum)
+    edges = net.edge_encoder(inputs.edges, inputs.edge_sum)
+    return inputs.pool(atoms), inputs.pool(inputs.atoms_from_edges(edges))
 
 
 def within_group_cosine(states: Tensor, group: Tensor, num_groups: int) -> tuple[Tensor, Tensor]:

@@ -72,6 +72,19 @@ def test_one_batch_or_many_agree_to_float32_rounding(runs, inputs, tmp_path):
     assert np.abs(one[ok] - many[ok]).max() < 1e-5
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["pretrained", "finetuned"])
+def test_compiled_encoders_embed_what_the_eager_ones_do(runs, inputs, tmp_path, kind):
+    model = runs["pretrained"] if kind == "pretrained" else runs["bbbp0"] / "model.pt"
+    embed_file(model, inputs, tmp_path / "eager.parquet", batch_size=40)
+    embed_file(model, inputs, tmp_path / "compiled.parquet", batch_size=40, compile=True)
+    eager, _ = read_embeddings(tmp_path / "eager.parquet")
+    compiled, _ = read_embeddings(tmp_path / "compiled.parquet")
+    ok = ~np.isnan(eager[:, 0])
+    assert ok.sum() == 77 and np.array_equal(ok, ~np.isnan(compiled[:, 0]))
+    assert np.allclose(compiled[ok], eager[ok], rtol=1e-4, atol=1e-5)
+
+
 def test_separate_layout_holds_the_same_views(runs, inputs, tmp_path):
     embed_file(runs["pretrained"], inputs, tmp_path / "c.parquet", layout="concat")
     embed_file(runs["pretrained"], inputs, tmp_path / "s.parquet", layout="separate")
