@@ -29,4 +29,4 @@ lint: install
 	$(BIN)/snakefmt --check workflow rules
 
 clean-results:
-	rm -rf results .snakemake mlflow.db
+	rm -rf results .snakemake mlflow.db mlartifacts
