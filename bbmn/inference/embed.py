@@ -72,10 +72,9 @@ class Encoder:
 
         import torch
 
-        from bbmn.models.views import pretrained_views_of
-
         from bbmn.models.batmannet import BatmanNet
         from bbmn.models.finetune import BatmanNetFinetune
+        from bbmn.models.views import pretrained_views_of
         from bbmn.train.device import resolve_device
 
         self.device = resolve_device(device)  # a bad --device fails before the model is read
@@ -166,8 +165,9 @@ def embed_file(checkpoint: str | Path, input_path: str | Path, out: str | Path,
     """Embed every row of ``input_path`` into the Parquet file ``out`` (one row group per chunk).
 
     ``workers`` processes prepare chunks (standardize + featurize) while this one encodes on
-    ``device`` (0 = prepare here); ``compile`` runs the encoders through ``torch.compile``. Returns a summary: rows, ok, failed, reasons, seconds, molecules_per_s,
-    peak_rss_mb (this process) and workers_peak_rss_mb.
+    ``device`` (0 = prepare here); ``compile`` runs the encoders through ``torch.compile``.
+    Returns a summary: rows, ok, failed, reasons, seconds, molecules_per_s, peak_rss_mb (this
+    process) and workers_peak_rss_mb.
     """
     if layout not in LAYOUTS:
         raise BbmnError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")

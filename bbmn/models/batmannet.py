@@ -37,12 +37,15 @@ MASK_TOKENS = ("zero", "learned")
 BRANCHES = ("both", "atoms", "bonds")
 
 
-def edge_inputs(batch: Batch, edges: Tensor | None = None) -> Tensor:
-    """``(E, 50)`` directed-edge input: source atom's one-hot then the bond's (rows ``edges``)."""
-    if edges is None:
-        return torch.cat([batch.x.index_select(0, batch.edge_index[0]), batch.edge_attr], dim=1)
-    source = batch.edge_index[0].index_select(0, edges)
-    return torch.cat([batch.x.index_select(0, source), batch.edge_attr.index_select(0, edges)], dim=1)
+def directed_edge_inputs(x: Tensor, sources: Tensor, bonds: Tensor) -> Tensor:
+    """``(n, 50)`` directed-edge input: the source atom's one-hot (row ``sources`` of ``x``), then
+    the bond's (``bonds``, one row per edge)."""
+    return torch.cat([x.index_select(0, sources), bonds], dim=1)
+
+
+def edge_inputs(batch: Batch) -> Tensor:
+    """``(E, 50)`` directed-edge inputs of every edge of ``batch``."""
+    return directed_edge_inputs(batch.x, batch.edge_index[0], batch.edge_attr)
 
 
 class BranchEncoder(nn.Module):
@@ -306,8 +309,8 @@ class BatmanNet(nn.Module):
             atom_logits = self.node_decoder(encoded_atoms, plan.visible_atoms, plan.masked_atoms,
                                             plan.atom_code, plan.atom_sum)
         if self.trains_bonds:
-            inputs = torch.cat([x.index_select(0, plan.visible_edge_sources),
-                                edge_attr.index_select(0, plan.visible_edges)], dim=1)
+            inputs = directed_edge_inputs(x, plan.visible_edge_sources,
+                                          edge_attr.index_select(0, plan.visible_edges))
             encoded_edges = self.edge_encoder(inputs, plan.visible_edge_sum,
                                               plan.edge_code.index_select(0, plan.visible_edges))
             edge_logits = self.edge_decoder(encoded_edges, plan.visible_edges, plan.masked_edges,

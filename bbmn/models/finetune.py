@@ -44,7 +44,7 @@ from torch_geometric.data import Batch
 from bbmn.chem.features import ATOM_DIM, EDGE_DIM
 from bbmn.errors import BbmnError
 from bbmn.models.batmannet import BranchEncoder
-from bbmn.models.views import GraphInputs
+from bbmn.models.views import GraphInputs, graph_inputs
 from bbmn.nn.blocks import ActivationDropout, Dropout, PositionwiseFFN
 
 log = logging.getLogger(__name__)
@@ -271,8 +271,7 @@ class BatmanNetFinetune(nn.Module):
         atom-from-atom and atom-from-bond readouts."""
         if not self.uses_graph:
             raise ValueError("a descriptors-only model has no graph views")
-        hidden = self.node_encoder.embed.project.out_features
-        return self._views_of(GraphInputs.of(batch, hidden, self.add_positions))
+        return self._views_of(graph_inputs(self, batch, self.add_positions))
 
     def views_of(self, inputs: GraphInputs) -> tuple[Tensor, Tensor]:
         """:meth:`raw_views` from the batch's :class:`~bbmn.models.views.GraphInputs`: tensor

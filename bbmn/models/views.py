@@ -97,39 +97,24 @@ def full_graph_sums(batch: Batch) -> tuple[AtomNeighbourSum, EdgeNeighbourSum]:
             EdgeNeighbourSum.full(batch.edge_index, batch.rev_edge, batch.num_nodes))
 
 
-def atoms_from_edges(edge_states: Tensor, batch: Batch) -> Tensor:
-    """``(N, h)``: each atom's sum of the states of the directed edges entering it."""
-    return edge_states.new_zeros(batch.num_nodes, edge_states.shape[1]).index_add_(
-        0, batch.edge_index[1], edge_states)
-
-
-def block_outputs(net: nn.Module, batch: Batch, add_positions: bool = False) -> tuple[Tensor, Tensor]:
-    """Both encoders' last-block outputs on the full graph: ``(N, h)`` atoms, ``(E, h)`` edges."""
-    atom_sum, edge_sum = full_graph_sums(batch)
-    atom_code, edge_code = position_codes(batch, net.node_encoder.embed.project.out_features,
-                                          add_positions)
-    atoms, _ = net.node_encoder.hidden_states(batch.x, atom_sum, atom_code)
-    edges, _ = net.edge_encoder.hidden_states(edge_inputs(batch), edge_sum, edge_code)
-    return atoms, edges
+def graph_inputs(net: nn.Module, batch: Batch, add_positions: bool = False) -> GraphInputs:
+    """:meth:`GraphInputs.of` at ``net``'s width."""
+    return GraphInputs.of(batch, net.node_encoder.embed.project.out_features, add_positions)
 
 
 def block_views(net: nn.Module, batch: Batch, add_positions: bool = False) -> tuple[Tensor, Tensor]:
     """The two pooled views of the encoders' block outputs, ``(B, h)`` each (module docstring)."""
-    atoms, edges = block_outputs(net, batch, add_positions)
-    return (mean_pool(atoms, batch.batch, batch.num_graphs),
-            mean_pool(atoms_from_edges(edges, batch), batch.batch, batch.num_graphs))
-
-
-def pretrained_views(net: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
-    """``bbmn embed``'s two views of a pre-trained BatmanNet, ``(B, h)`` each: the mean over atoms
-    of the node encoder's output (its aggregate-to-self included), and of the edge encoder's
-    outputs summed onto each atom's incoming edges."""
-    return pretrained_views_of(net, GraphInputs.of(batch))
+    inputs = graph_inputs(net, batch, add_positions)
+    atoms, _ = net.node_encoder.hidden_states(inputs.atoms, inputs.atom_sum, inputs.atom_code)
+    edges, _ = net.edge_encoder.hidden_states(inputs.edges, inputs.edge_sum, inputs.edge_code)
+    return inputs.pool(atoms), inputs.pool(inputs.atoms_from_edges(edges))
 
 
 def pretrained_views_of(net: nn.Module, inputs: GraphInputs) -> tuple[Tensor, Tensor]:
-    """:func:`pretrained_views` from the batch's :class:`GraphInputs`: tensor arithmetic only,
-    which ``torch.compile`` takes whole."""
+    """``bbmn embed``'s two views of a pre-trained BatmanNet, ``(B, h)`` each: the mean over atoms
+    of the node encoder's output (its aggregate-to-self included), and of the edge encoder's
+    outputs summed onto each atom's incoming edges. Tensor arithmetic only (``torch.compile``
+    takes it whole)."""
     atoms = net.node_encoder(inputs.atoms, inputs.atom_sum)
     edges = net.edge_encoder(inputs.edges, inputs.edge_sum)
     return inputs.pool(atoms), inputs.pool(inputs.atoms_from_edges(edges))
@@ -155,12 +140,10 @@ def views_and_stage_cosines(net: nn.Module, batch: Batch, add_positions: bool = 
     """:func:`block_views` and, from the same forward pass, per branch and stage (input stage,
     block 1, ...) the sum over molecules of the within-molecule mean cosine and the number of
     molecules it covers, to be averaged over batches."""
-    atom_sum, edge_sum = full_graph_sums(batch)
-    atom_code, edge_code = position_codes(batch, net.node_encoder.embed.project.out_features,
-                                          add_positions)
+    inputs = graph_inputs(net, batch, add_positions)
     edge_group = batch.batch.index_select(0, batch.edge_index[0])
-    atom_states = net.node_encoder.stage_states(batch.x, atom_sum, atom_code)
-    edge_states = net.edge_encoder.stage_states(edge_inputs(batch), edge_sum, edge_code)
+    atom_states = net.node_encoder.stage_states(inputs.atoms, inputs.atom_sum, inputs.atom_code)
+    edge_states = net.edge_encoder.stage_states(inputs.edges, inputs.edge_sum, inputs.edge_code)
     cosines = {}
     for branch, states, group in (("atom", atom_states, batch.batch), ("edge", edge_states, edge_group)):
         rows = []
@@ -169,9 +152,7 @@ def views_and_stage_cosines(net: nn.Module, batch: Batch, add_positions: bool = 
             valid = ~torch.isnan(cosine)
             rows.append((float(cosine[valid].sum()), float(valid.sum())))
         cosines[branch] = rows
-    atom_view = mean_pool(atom_states[-1], batch.batch, batch.num_graphs)
-    bond_view = mean_pool(atoms_from_edges(edge_states[-1], batch), batch.batch, batch.num_graphs)
-    return atom_view, bond_view, cosines
+    return inputs.pool(atom_states[-1]), inputs.pool(inputs.atoms_from_edges(edge_states[-1])), cosines
 
 
 def stage_cosines(net: nn.Module, batch: Batch, add_positions: bool = False) -> dict[str, list[tuple[float, float]]]:

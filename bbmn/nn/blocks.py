@@ -33,6 +33,13 @@ _FIXED_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 
 # ------------------------------------------------------------------------------ dropout, PReLU
 
+def _uniform16(shape: torch.Size | tuple[int, ...], device: torch.device | None) -> Tensor:
+    """int16 tensor of ``shape``, uniform on [-32768, 32767]: four per 64-bit random word."""
+    n = math.prod(shape)
+    words = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=device)
+    return words.view(torch.int16)[:n].view(shape)
+
+
 def dropout_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | None = None,
                  dtype: torch.dtype | None = None) -> Tensor:
     """Float mask for dropout with rate ``p``: 0 for dropped elements, ``1 / keep rate`` elsewhere.
@@ -44,27 +51,23 @@ def dropout_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.de
     keep rate, so the expectation is unchanged. Draws from torch's generator: ``torch.manual_seed``
     makes it reproducible.
     """
-    n = math.prod(shape)
     dropped = round(p * 65536)
     if dropped >= 65536:
         return torch.zeros(shape, device=device, dtype=dtype)
-    words = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=device)
-    uniform16 = words.view(torch.int16)[:n].view(shape)  # uniform on [-32768, 32767]
     mask = torch.empty(shape, device=device, dtype=dtype)
-    torch.ge(uniform16, dropped - 32768, out=mask)
+    torch.ge(_uniform16(shape, device), dropped - 32768, out=mask)
     return mask.mul_(65536 / (65536 - dropped))
 
 
 def _dropout_compiled(x: Tensor, p: float) -> Tensor:
-    """:func:`dropout_mask`'s draw as pure ops for ``torch.compile``, whose own random numbers cost
-    a whole step's worth of time per epoch of this model on a CPU (measured: 68 against 150 mol/s)."""
+    """``x`` times :func:`dropout_mask`, as plain ops for ``torch.compile`` (no ``out=``), whose own
+    dropout random numbers made a compiled pre-training step slower than an eager one (measured:
+    68.5 mol/s with them, 129 with this draw, docs/benchmarks.md)."""
     dropped = round(p * 65536)
     if dropped >= 65536:
         return torch.zeros_like(x)
-    n = x.numel()
-    words = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
-    uniform16 = words.view(torch.int16)[:n].view(x.shape)
-    return x * torch.where(uniform16 >= dropped - 32768, 65536 / (65536 - dropped), 0.0).to(x.dtype)
+    keep = _uniform16(x.shape, x.device) >= dropped - 32768
+    return x * torch.where(keep, 65536 / (65536 - dropped), 0.0).to(x.dtype)
 
 
 class Dropout(nn.Dropout):

@@ -56,6 +56,16 @@ def test_the_compiled_finetuning_model_gives_the_eager_outputs_and_gradients():
         compiled.zero_grad()
 
 
+@pytest.mark.slow
+def test_dropout_traces_into_the_compiled_graph():
+    torch.manual_seed(0)
+    model = small_model(residual=True, dropout=0.1).enable_compile(fullgraph=True)
+    batch = masked_batch(ZINC[:32], seed=1)
+    first, second = (model.pretrain_loss(batch).total.item() for _ in range(2))
+    assert torch.isfinite(torch.tensor([first, second])).all()
+    assert first != second  # each call draws new masks
+
+
 def test_the_compiled_dropout_drops_at_its_rate_and_keeps_the_expectation():
     torch.manual_seed(0)
     x = torch.ones(400, 1000)
