@@ -34,10 +34,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bbmn.baselines.common import (Dataset, load_dataset, part_labels, start_run,
-                                   task_summary, write_metrics, write_predictions)
+from bbmn.baselines.common import (Dataset, load_dataset, metrics_record, part_labels, start_run,
+                                   task_summary, write_part_predictions)
 from bbmn.errors import BbmnError
 from bbmn.eval.metrics import check_metric, score
+from bbmn.eval.records import write_metrics
 from bbmn.io import write_json
 from bbmn.kinds import BASELINE_KINDS
 
@@ -170,7 +171,7 @@ def run_chemprop(clean: str | Path, split: str | Path, out: str | Path, dataset:
     log.info("chemprop %s seed %d: validation %s %.4f, test %.4f (%.0f s)", dataset, seed, metric,
              val_score.value, test_score.value, seconds)
     selected = {"epochs": epochs, "best_epoch": _best_epoch(work / "train"), "monitor": "val_loss"}
-    write_predictions(out / "predictions.csv", data, "test", test_pred)
+    write_part_predictions(out / "predictions.csv", data, "test", test_pred)
     write_json(out / "config.json", {"model": ROW, "dataset": dataset, "metric": metric, "seed": seed,
                                      "clean": str(clean), "split": str(split), "epochs": epochs,
                                      "device": device, "threads": threads, "deterministic": deterministic,
@@ -178,5 +179,6 @@ def run_chemprop(clean: str | Path, split: str | Path, out: str | Path, dataset:
                                      "versions": {"chemprop": version}})
     write_json(out / "details.json", {"selected": selected, "labels": task_summary(data),
                                       "seconds": round(seconds, 3)})
-    return write_metrics(out / "metrics.json", data, seed=seed, model=ROW, label=LABEL, metric=metric,
-                         selected=selected, val=val_score, test=test_score, seconds=seconds)
+    record = metrics_record(data, seed=seed, model=ROW, label=LABEL, metric=metric, selected=selected,
+                            val=val_score, test=test_score, seconds=seconds)
+    return write_metrics(out / "metrics.json", record)

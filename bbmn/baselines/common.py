@@ -5,7 +5,8 @@ So the split file is read here, once for all baselines, and checked against the 
 every source row it names must be in the table, the parts must be disjoint, and when both files
 record their source file's sha256 the two must agree (a split of another version of the dataset
 is refused). The outputs have one schema for all baselines: ``metrics.json`` as
-:mod:`bbmn.eval.tables` reads it, and ``predictions.csv`` of the test part.
+:mod:`bbmn.eval.tables` reads it, and ``predictions.csv`` of the test part, both written by
+:mod:`bbmn.eval.records` as fine-tuning writes them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from bbmn.data.clean import read_meta
 from bbmn.data.splits import PARTS, load_split
 from bbmn.errors import BbmnError
 from bbmn.eval.metrics import METRICS_FOR, Score
-from bbmn.io import atomic_path, read_json, write_json
+from bbmn.eval.records import write_predictions
+from bbmn.io import read_json
 
 
 @dataclass
@@ -102,37 +104,23 @@ def split_positions(rows: np.ndarray, split_path: str | Path, source: str
     return positions, split
 
 
-def write_predictions(path: str | Path, data: Dataset, part: str, pred: np.ndarray) -> None:
-    """One line per molecule of ``part``: row, smiles, then ``<task>`` (label, empty if missing)
-    and ``<task>_pred`` for every task, atomically."""
+def write_part_predictions(path: str | Path, data: Dataset, part: str, pred: np.ndarray) -> None:
+    """``predictions.csv`` of one part (:func:`bbmn.eval.records.write_predictions`)."""
     where = data.parts[part]
-    pred = np.asarray(pred, dtype=np.float64).reshape(len(where), len(data.tasks))
-    columns: dict[str, object] = {"row": data.rows[where], "smiles": [data.smiles[i] for i in where]}
-    for j, task in enumerate(data.tasks):
-        if f"{task}_pred" in data.tasks:
-            raise BbmnError(f"task names {task!r} and {task}_pred collide in predictions.csv")
-        columns[task] = data.y[where, j]
-        columns[f"{task}_pred"] = pred[:, j]
-    with atomic_path(path) as tmp:
-        pd.DataFrame(columns).to_csv(tmp, index=False, na_rep="", float_format="%.10g")
+    write_predictions(path, data.rows[where], [data.smiles[i] for i in where], data.y[where], pred,
+                      data.tasks, data.task_type)
 
 
 def metrics_record(data: Dataset, *, seed: int, model: str, label: str, metric: str, selected: Mapping,
                    val: Score, test: Score, seconds: float, init: str | None = None,
                    row: str | None = None, **extra) -> dict:
-    """A run's metrics.json content, in the schema fine-tuning runs write and the table step reads;
-    ``row`` defaults to ``model``, ``extra`` keys follow the schema's."""
+    """A run's metrics.json content (for :func:`bbmn.eval.records.write_metrics`), in the schema
+    fine-tuning runs write and the table step reads; ``row`` defaults to ``model``, ``extra`` keys
+    follow the schema's."""
     return {"dataset": data.name, "seed": int(seed), "model": model, "init": init, "row": row or model,
             "label": label, "metric": metric, "task_type": data.task_type, "tasks": list(data.tasks),
             "split": dict(data.split), "selected": dict(selected), "val": val.as_dict(),
             "test": test.as_dict(), "seconds": round(float(seconds), 3), **extra}
-
-
-def write_metrics(path: str | Path, data: Dataset, **fields) -> dict:
-    """Write :func:`metrics_record` to ``path``; return it."""
-    record = metrics_record(data, **fields)
-    write_json(path, record)
-    return record
 
 
 def start_run(out: str | Path) -> Path:

@@ -34,10 +34,11 @@ import numpy as np
 from rdkit import Chem, RDLogger
 from rdkit.Chem import rdFingerprintGenerator
 
-from bbmn.baselines.common import (Dataset, load_dataset, part_labels, start_run,
-                                   task_summary, write_metrics, write_predictions)
+from bbmn.baselines.common import (Dataset, load_dataset, metrics_record, part_labels, start_run,
+                                   task_summary, write_part_predictions)
 from bbmn.errors import BbmnError
 from bbmn.eval.metrics import Score, check_metric, is_better, score
+from bbmn.eval.records import write_metrics
 from bbmn.io import write_json
 from bbmn.kinds import BASELINE_KINDS
 
@@ -205,15 +206,16 @@ def run_ecfp_rf(clean: str | Path, split: str | Path, out: str | Path, dataset: 
     params, val_score, test_pred, constants = best
     test_score: Score = score(metric, y_test, test_pred, data.tasks)
     seconds = time.perf_counter() - start
-    write_predictions(out / "predictions.csv", data, "test", test_pred)
+    write_part_predictions(out / "predictions.csv", data, "test", test_pred)
     write_json(out / "config.json", {"model": ROW, "dataset": dataset, "metric": metric, "seed": seed,
                                      "clean": str(clean), "split": str(split), **asdict(cfg),
                                      "versions": _versions()})
     write_json(out / "details.json", {"grid": tried, "selected": params, "constant_tasks": constants,
                                       "labels": task_summary(data), "fingerprint_seconds": round(fp_seconds, 3),
                                       "seconds": round(seconds, 3)})
-    return write_metrics(out / "metrics.json", data, seed=seed, model=ROW, label=LABEL, metric=metric,
-                         selected=params, val=val_score, test=test_score, seconds=seconds)
+    record = metrics_record(data, seed=seed, model=ROW, label=LABEL, metric=metric, selected=params,
+                            val=val_score, test=test_score, seconds=seconds)
+    return write_metrics(out / "metrics.json", record)
 
 
 def _versions() -> dict:

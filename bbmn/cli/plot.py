@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bbmn.eval import plots
+    from bbmn.eval import pages, plots
 
     if args.kind == "pretrain":
         written = plots.plot_pretrain(args.run_dir, args.out, args.title)
@@ -57,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.kind == "roc":
         written = plots.plot_roc(args.metrics, args.out)
     elif args.kind == "tables":
-        written = {"html": plots.write_tables_html(args.tables, args.out)}
+        written = {"html": pages.write_tables_html(args.tables, args.out)}
     else:
-        written = {"html": plots.write_overview_html(args.tables, args.figures, args.out)}
+        written = {"html": pages.write_overview_html(args.tables, args.figures, args.out)}
     for fmt, path in written.items():
         print(f"{fmt}: {path}")
     return 0

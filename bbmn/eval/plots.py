@@ -8,19 +8,20 @@
   ``metrics.json`` files as the tables, with :func:`bbmn.eval.tables.load_results`.
 - :func:`plot_roc`: ROC curves of the test predictions of one classification dataset, one line
   per model and seed (``predictions.csv`` beside each ``metrics.json``).
-- :func:`write_tables_html`: the table step's CSV files as one HTML fragment for the report;
-  :func:`write_overview_html`: the tables and every figure (inlined) as the report's first page.
+- :func:`plot_health`: representation health of probe and fine-tuning runs;
+  :func:`plot_ablation`: test score against the pre-training mask ratio.
 
-Every figure is written as ``<out>.png`` and ``<out>.svg``, each atomically.
+Every figure is written as ``<out>.png`` and ``<out>.svg``, each atomically. The report's HTML
+pages (tables, and the overview with every figure inlined) are built in :mod:`bbmn.eval.pages`.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ import pandas as pd
 
 from bbmn.errors import BbmnError
 from bbmn.eval.reference import CLASSIFICATION_ORDER, DISPLAY_NAMES, REFERENCE_ROWS, REGRESSION_ORDER
-from bbmn.eval.tables import Cell, RunResult, load_results, render_html
+from bbmn.eval.tables import Cell, RunResult, load_results
 from bbmn.io import atomic_path
 from bbmn.kinds import BY_KEY, colour_of, label_of, row_order
 
@@ -159,6 +160,49 @@ def comparison_cells(results: Sequence[RunResult]) -> dict[str, dict[str, Cell]]
     return cells
 
 
+@dataclass(frozen=True)
+class Bar:
+    """One bar of a comparison panel: a model's mean test score over seeds, or a published row.
+
+    Attributes:
+        key: the row id (a run kind's key, or the published row's name); one legend entry each.
+        label: the legend's text.
+        mean: the bar's height; NaN when no seed was scored (the bar reads "n/a").
+        std: the error bar; NaN for none.
+        colour: a matplotlib colour.
+        hatch: a matplotlib hatch; published rows are hatched.
+        scored: how many seeds gave a score, of ``seeds`` run (None for a published row): a bar
+            with fewer says so, as its mean is over fewer seeds than its neighbours'.
+        seeds: how many seeds ran (None for a published row).
+    """
+
+    key: str
+    label: str
+    mean: float
+    std: float
+    colour: str
+    hatch: str | None = None
+    scored: int | None = None
+    seeds: int | None = None
+
+    @property
+    def bottom(self) -> float:
+        """The lowest point the bar reaches: its mean less its error bar."""
+        return self.mean - (0 if math.isnan(self.std) else self.std)
+
+
+def comparison_bars(cells: dict[str, Cell], labels: dict[str, str], dataset: str) -> list[Bar]:
+    """A dataset's bars: our rows in the registry's order, then the published rows it has."""
+    bars = [Bar(row, labels[row], cell.mean, cell.std, colour_of(row), scored=len(cell.scored),
+                seeds=len(cell.values))
+            for row, cell in sorted(cells.items(), key=lambda item: row_order(item[0]))]
+    for i, (ref, numbers) in enumerate(REFERENCE_ROWS.items()):
+        if dataset in numbers:
+            mean, std = numbers[dataset]
+            bars.append(Bar(ref, f"{ref} (published)", mean, std, REFERENCE_COLOURS[i % 2], hatch="//"))
+    return bars
+
+
 def plot_comparison(metric_files: Sequence[str | Path], out: str | Path) -> dict[str, str]:
     """Bars of mean test score with population-std error bars, one panel per dataset: our rows
     (pre-trained, scratch, baselines) and the published reference rows (hatched)."""
@@ -175,31 +219,22 @@ def plot_comparison(metric_files: Sequence[str | Path], out: str | Path) -> dict
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols + 0.5, 3.4 * nrows), squeeze=False)
     handles = {}
     for ax, dataset in zip(axes.flat, datasets):
-        bars = []  # (key, label, mean, std, colour, hatch)
-        for row in sorted(cells[dataset], key=row_order):
-            cell = cells[dataset][row]
-            bars.append((row, labels[row], cell.mean, cell.std, colour_of(row), None,
-                         f"{len(cell.scored)}/{len(cell.values)}"))
-        for i, (ref, numbers) in enumerate(REFERENCE_ROWS.items()):
-            if dataset in numbers:
-                mean, std = numbers[dataset]
-                bars.append((ref, f"{ref} (published)", mean, std, REFERENCE_COLOURS[i % 2], "//", None))
-        x = np.arange(len(bars))
-        for xi, (key, label, mean, std, colour, hatch, seeds) in zip(x, bars):
-            h = ax.bar(xi, 0 if math.isnan(mean) else mean, yerr=None if math.isnan(std) else std,
-                       color=colour, hatch=hatch, edgecolor="white" if hatch else None, capsize=3,
-                       width=0.75, label=label)
-            handles.setdefault(key, h)
-            if math.isnan(mean):
+        bars = comparison_bars(cells[dataset], labels, dataset)
+        for xi, bar in enumerate(bars):
+            h = ax.bar(xi, 0 if math.isnan(bar.mean) else bar.mean,
+                       yerr=None if math.isnan(bar.std) else bar.std, color=bar.colour, hatch=bar.hatch,
+                       edgecolor="white" if bar.hatch else None, capsize=3, width=0.75, label=bar.label)
+            handles.setdefault(bar.key, h)
+            if math.isnan(bar.mean):
                 ax.text(xi, 0, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
-            elif seeds and seeds.split("/")[0] != seeds.split("/")[1]:
-                ax.text(xi, mean, f"[{seeds}]", ha="center", va="bottom", fontsize=6)
+            elif bar.scored != bar.seeds:
+                ax.text(xi, bar.mean, f"[{bar.scored}/{bar.seeds}]", ha="center", va="bottom", fontsize=6)
         ax.set_xticks([])
         metric = metric_of[dataset]
         ax.set_title(f"{DISPLAY_NAMES.get(dataset, dataset)}", fontsize=10)
         ax.set_ylabel(UNITS.get(metric, metric), fontsize=8)
         if metric == "roc_auc":
-            low = min([b[2] - (0 if math.isnan(b[3]) else b[3]) for b in bars if not math.isnan(b[2])] + [1.0])
+            low = min([b.bottom for b in bars if not math.isnan(b.mean)] + [1.0])
             ax.set_ylim(max(0.0, math.floor(low * 10) / 10 - 0.05), 1.0)
     for ax in list(axes.flat)[len(datasets):]:
         ax.set_visible(False)
@@ -380,101 +415,6 @@ def plot_roc(metric_files: Sequence[str | Path], out: str | Path) -> dict[str, s
     fig.suptitle(f"{DISPLAY_NAMES.get(dataset, dataset)}: ROC of the test predictions{pooled}")
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     return save_figure(fig, out)
-
-
-# ---------------------------------------------------------------------------------------------
-# Tables as HTML
-
-
-def _caption_of(csv_path: Path) -> str:
-    """The caption the table step wrote as the first line (``**...**``) of the Markdown file."""
-    md = csv_path.with_suffix(".md")
-    if md.is_file():
-        first = md.read_text().splitlines()[:1]
-        if first and first[0].startswith("**"):
-            return first[0].strip("*")
-    return csv_path.stem.capitalize()
-
-
-STYLE = "\n".join([
-    "<style>",
-    ".bbmn-report table{border-collapse:collapse;font-size:12px;margin:0 0 4px 0}",
-    ".bbmn-report th,.bbmn-report td{border-bottom:1px solid #ddd;padding:2px 8px;text-align:center}",
-    ".bbmn-report td:first-child,.bbmn-report th:first-child{text-align:left}",
-    ".bbmn-report tr.kind td{font-style:italic;color:#666;text-align:left}",
-    ".bbmn-report p.caption,.bbmn-report figcaption{font-size:11px;color:#444;max-width:60em}",
-    ".bbmn-report figure{margin:16px 0}",
-    ".bbmn-report img{max-width:100%;height:auto}",
-    # inside snakemake's report, widen the description column that holds this page
-    "div.prose:has(.bbmn-report){max-width:56rem}",
-    "</style>"])
-#: Figure file name prefix -> the line shown under it on the report's overview page.
-FIGURE_CAPTIONS = {
-    "comparison": "Test score per dataset: mean over seeds with the population std as error bar, "
-                  "our models beside the published reference rows (hatched).",
-    "pretrain_": "Pre-training: reconstruction loss, and the validation accuracy of each masked "
-                 "field beside always predicting its most common class (dotted).",
-    "roc_": "ROC curves of the test predictions, one panel per model, one line per seed "
-            "(tasks pooled for multi-task sets).",
-}
-
-
-def tables_fragment(table_csvs: Sequence[str | Path]) -> str:
-    """The tables (``classification.csv``, ``regression.csv`` of ``bbmn table``) as HTML, each
-    with the caption the table step wrote."""
-    parts = []
-    for path in map(Path, table_csvs):
-        if not path.is_file():
-            raise BbmnError(f"table file {path} does not exist")
-        caption = _caption_of(path)
-        if path.stat().st_size == 0:
-            parts.append(f"<h3>{html.escape(path.stem.capitalize())}</h3>"
-                         f"<p class=\"caption\">No {html.escape(path.stem)} datasets in this run.</p>")
-            continue
-        try:
-            frame = pd.read_csv(path)
-        except (OSError, ValueError) as exc:
-            raise BbmnError(f"cannot read table {path}: {exc}") from None
-        parts.append(f"<h3>{html.escape(path.stem.capitalize())}</h3>")
-        parts.append(render_html(frame, caption))
-    return "\n".join(parts)
-
-
-def figure_fragment(png: str | Path) -> str:
-    """A PNG as an HTML ``<figure>`` with the image inlined (a data URI) and its caption."""
-    import base64
-
-    png = Path(png)
-    try:
-        data = png.read_bytes()
-    except OSError as exc:
-        raise BbmnError(f"cannot read figure {png}: {exc}") from None
-    if not data.startswith(b"\x89PNG"):
-        raise BbmnError(f"{png} is not a PNG file")
-    caption = next((c for prefix, c in FIGURE_CAPTIONS.items() if png.name.startswith(prefix)), png.stem)
-    uri = "data:image/png;base64," + base64.b64encode(data).decode()
-    return (f"<figure><img alt=\"{html.escape(png.name)}\" src=\"{uri}\">"
-            f"<figcaption>{html.escape(caption)} ({html.escape(png.name)})</figcaption></figure>")
-
-
-def _write_page(body: list[str], out: str | Path) -> str:
-    text = "\n".join(["<div class=\"bbmn-report\">", STYLE, *body, "</div>"]) + "\n"
-    with atomic_path(out) as tmp:
-        tmp.write_text(text)
-    return str(out)
-
-
-def write_tables_html(table_csvs: Sequence[str | Path], out: str | Path) -> str:
-    """The tables as one HTML fragment with its own style, so it reads the same alone and
-    inside the report."""
-    return _write_page([tables_fragment(table_csvs)], out)
-
-
-def write_overview_html(table_csvs: Sequence[str | Path], figures: Sequence[str | Path],
-                        out: str | Path) -> str:
-    """The report's first page: the tables, then every figure (PNG, inlined), as one HTML
-    fragment that needs no other file."""
-    return _write_page([tables_fragment(table_csvs), *map(figure_fragment, figures)], out)
 
 
 # ---------------------------------------------------------------------------------------------

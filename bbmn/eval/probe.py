@@ -47,7 +47,7 @@ once per invocation (health on all molecules of the cache: an encoder's
 ``features``), and
 per split ``<out>/seed<S>/``: ``predictions.csv`` of the test part, ``details.json`` (constant
 tasks, label counts, unconverged fits, timings) and ``metrics.json`` in the schema of
-:func:`bbmn.baselines.common.write_metrics` (what the table step reads) plus the encoder, the
+:func:`bbmn.baselines.common.metrics_record` (what the table step reads) plus the encoder, the
 representation, ``add_positions`` and the health numbers. Its ``seconds`` is the split's own work
 (fit, selection and scoring); ``encode_seconds`` the feature computation shared by all splits.
 """
@@ -622,7 +622,8 @@ def run_probe(cache_path: str | Path, splits: Sequence[str | Path], out: str | P
 def _probe_split(data: Dataset, features: Features, run: Path, metric: str, cfg: ProbeConfig,
                  tracking_parent: str | Path | None, tracking_required: bool) -> dict:
     """One split: fit, write predictions, details and metrics; track it as a child run."""
-    from bbmn.baselines.common import task_summary, write_predictions
+    from bbmn.baselines.common import task_summary, write_part_predictions
+    from bbmn.eval.records import write_metrics
     from bbmn.train.tracking import Tracker, flat_metrics
 
     seed = int(data.split["seed"])
@@ -640,14 +641,13 @@ def _probe_split(data: Dataset, features: Features, run: Path, metric: str, cfg:
         seconds = time.perf_counter() - start
         log.info("probe %s %s seed %d: %s = %g, validation %s %.4f, test %.4f (%.1f s)", data.name,
                  features.kind.key, seed, fit.param, fit.value, metric, fit.val.value, fit.test.value, seconds)
-        write_predictions(run / "predictions.csv", data, "test", fit.test_pred)
+        write_part_predictions(run / "predictions.csv", data, "test", fit.test_pred)
         write_json(run / "details.json", {"grid": fit.grid, "selected": {fit.param: fit.value},
                                           "constant_tasks": fit.constants, "solver": fit.solver,
                                           "not_converged": fit.not_converged,
                                           "labels": task_summary(data), "seconds": round(seconds, 3),
                                           "encode_seconds": round(features.seconds, 3)})
-        record = metrics_record(data, fit, features, cfg, metric, seconds)
-        write_json(run / "metrics.json", record)
+        record = write_metrics(run / "metrics.json", metrics_record(data, fit, features, cfg, metric, seconds))
         if tracker.enabled:
             tracker.log_metrics({f"val_{metric}": fit.val.value, f"test_{metric}": fit.test.value,
                                  f"selected_{fit.param}": fit.value, "seconds": seconds,

@@ -24,7 +24,6 @@ removed once the outputs are written. A run starts by removing an earlier run's 
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import logging
 import math
@@ -42,6 +41,7 @@ from bbmn.data.labelled import LabelledData, LabelledPart, load_labelled
 from bbmn.errors import BbmnError
 from bbmn.eval.health import effective_rank, variance_share, view_spread
 from bbmn.eval.metrics import check_metric, is_better, score
+from bbmn.eval.records import write_metrics, write_predictions
 from bbmn.inference.prepare import cleaning_of
 from bbmn.inference.pyfunc import remove_pyfunc, save_pyfunc
 from bbmn.io import atomic_path, sha256_file, write_json
@@ -461,7 +461,7 @@ def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out
         # the same model as an MLflow pyfunc model (bbmn predict's code path), in the run
         # directory and, when tracking works, as the run's logged model
         tracker.log_model(save_pyfunc(out, data.test.smiles[:3]))
-        write_json(out / "metrics.json", metrics)
+        write_metrics(out / "metrics.json", metrics)
         tracker.log_metrics({f"test_{cfg.metric}": metrics["test"]["value"],
                              f"best_val_{cfg.metric}": metrics["val"]["value"],
                              "best_epoch": st.best_epoch, "molecules_per_s": metrics["molecules_per_s"],
@@ -539,7 +539,8 @@ def _score_and_save(model: BatmanNetFinetune, data: LabelledData, cfg: FinetuneC
         scores[name] = score(cfg.metric, part.labels, pred, data.tasks)
         for task, why in scores[name].skipped.items():
             log.warning("%s part: task %s not scored (%s)", name, task, why)
-    write_predictions(out / "predictions.csv", data.test, data.tasks, data.task_type, pred)
+    write_predictions(out / "predictions.csv", data.test.rows, data.test.smiles, data.test.labels, pred,
+                      data.tasks, data.task_type)
     save_checkpoint(out / "model.pt", kind="batmannet-finetuned", model_config=model.config,
                     model=model.state_dict(), tasks=data.tasks, task_type=data.task_type,
                     metric=cfg.metric, descriptor_scaler=data.descriptor_scaler.as_dict(),
@@ -547,23 +548,3 @@ def _score_and_save(model: BatmanNetFinetune, data: LabelledData, cfg: FinetuneC
                     descriptors="RDKit2DNormalized", dataset=cfg.dataset, seed=cfg.seed,
                     card={**card, "metrics": plain({n: s.as_dict() for n, s in scores.items()})}, **extra)
     return {name: s.as_dict() for name, s in scores.items()}
-
-
-def write_predictions(path: str | Path, part: LabelledPart, tasks: list[str], task_type: str,
-                      predictions: np.ndarray) -> None:
-    """``row``, ``smiles``, then per task the label (empty if missing) and ``<task>_pred``."""
-    header = ["row", "smiles"] + [c for t in tasks for c in (t, f"{t}_pred")]
-
-    def label(v: float) -> str:
-        if math.isnan(v):
-            return ""
-        return str(int(v)) if task_type == "classification" else repr(float(v))
-
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        for i, (row, smiles) in enumerate(zip(part.rows.tolist(), part.smiles)):
-            cells = [row, smiles]
-            for j in range(len(tasks)):
-                cells += [label(float(part.labels[i, j])), repr(float(predictions[i, j]))]
-            writer.writerow(cells)

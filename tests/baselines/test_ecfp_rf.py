@@ -12,6 +12,7 @@ from sklearn.metrics import mean_squared_error, roc_auc_score
 
 from bbmn.baselines.ecfp_rf import EcfpRfConfig, morgan_matrix, parse_max_features, run_ecfp_rf
 from bbmn.errors import BbmnError
+from bbmn.eval.metrics import score
 from bbmn.eval.tables import write_tables
 from bbmn.io import read_json
 from tests.baselines.helpers import TEST_DATA, part_frame, prepare
@@ -57,6 +58,9 @@ def test_test_part_is_the_split_files_and_the_forest_saw_exactly_the_train_rows(
     fewer = reference_forest(train.iloc[1:], "p_np", record["selected"], 1, TINY)
     assert not np.allclose(fewer.predict_proba(ecfp(test["smiles"]))[:, 1], expected)
     assert record["test"]["value"] == pytest.approx(roc_auc_score(test["p_np"], expected))
+    # predictions.csv holds the numbers in full: scored again, it gives the recorded score exactly
+    assert score("roc_auc", preds[["p_np"]].to_numpy(), preds[["p_np_pred"]].to_numpy()).value == \
+        record["test"]["value"]
     assert record["split"] == {"path": str(split), "method": "balanced_scaffold", "seed": 1,
                                "train": 120, "val": 15, "test": 15}
 

@@ -9,48 +9,7 @@ from sklearn.metrics import roc_auc_score
 from bbmn.cli.main import main
 from bbmn.errors import BbmnError
 from bbmn.eval import plots
-
-ROWS = {"batmannet_pretrained": "BatmanNet (pre-trained)", "batmannet_scratch": "BatmanNet (scratch)",
-        "ecfp_rf": "ECFP4 + RF"}
-
-
-def _run(root, dataset, row, seed, tasks, task_type, metric, rng, n=40):
-    """A run directory as fine-tuning / baselines write it: metrics.json + predictions.csv."""
-    out = root / dataset / row / f"seed{seed}"
-    out.mkdir(parents=True)
-    if task_type == "classification":
-        labels = rng.integers(0, 2, size=(n, len(tasks))).astype(float)
-        labels[0, -1] = np.nan  # a missing label
-        scores = np.clip(0.3 * labels + rng.random((n, len(tasks))) * 0.7, 0, 1)
-    else:
-        labels = rng.normal(size=(n, len(tasks)))
-        scores = labels + rng.normal(scale=0.5, size=labels.shape)
-    lines = ["row,smiles," + ",".join(c for t in tasks for c in (t, f"{t}_pred"))]
-    for i in range(n):
-        cells = [str(i), "C" * (i % 5 + 1)]
-        for j in range(len(tasks)):
-            cells += ["" if np.isnan(labels[i, j]) else repr(float(labels[i, j])), repr(float(scores[i, j]))]
-        lines.append(",".join(cells))
-    (out / "predictions.csv").write_text("\n".join(lines) + "\n")
-    value = float(rng.uniform(0.6, 0.9)) if metric == "roc_auc" else float(rng.uniform(0.5, 1.5))
-    (out / "metrics.json").write_text(json.dumps({
-        "dataset": dataset, "seed": seed, "row": row, "label": ROWS[row], "metric": metric,
-        "task_type": task_type, "tasks": tasks, "split": {"method": "balanced_scaffold"},
-        "test": {"metric": metric, "value": value, "per_task": [value] * len(tasks)}}))
-    return out / "metrics.json"
-
-
-@pytest.fixture
-def runs(tmp_path):
-    rng = np.random.default_rng(0)
-    files = {"clintox": [], "esol": []}
-    for row in ROWS:
-        for seed in (0, 1):
-            files["clintox"].append(_run(tmp_path / "r", "clintox", row, seed, ["FDA", "TOX"],
-                                         "classification", "roc_auc", rng))
-            files["esol"].append(_run(tmp_path / "r", "esol", row, seed, ["logS"], "regression", "rmse", rng))
-    return files
-
+from bbmn.kinds import row_order
 
 def _check_figure(written, *texts):
     assert set(written) == {"png", "svg"}
@@ -74,6 +33,21 @@ def test_comparison_cells_are_mean_and_population_std(runs):
     cell = plots.comparison_cells(results)["esol"]["ecfp_rf"]
     values = [json.loads(p.read_text())["test"]["value"] for p in runs["esol"] if "ecfp_rf" in str(p)]
     assert cell.mean == pytest.approx(np.mean(values)) and cell.std == pytest.approx(np.std(values))
+
+
+def test_comparison_bars_are_our_rows_in_order_then_the_published_ones(runs):
+    cells = plots.comparison_cells(plots.load_results(runs["esol"]))["esol"]
+    cells["ecfp_rf"].values[1] = float("nan")  # a seed that could not be scored
+    bars = plots.comparison_bars(cells, {row: row for row in cells}, "esol")
+    ours = [b for b in bars if b.hatch is None]
+    assert [b.key for b in ours] == sorted(cells, key=row_order)
+    assert [(b.mean, b.std) for b in ours] == [(cells[b.key].mean, cells[b.key].std) for b in ours]
+    assert [(b.scored, b.seeds) for b in ours] == [(2, 2), (2, 2), (1, 2)]
+    published = bars[len(ours):]
+    assert published and all(b.hatch == "//" and b.label.endswith("(published)") and b.seeds is None
+                             for b in published)
+    assert plots.Bar("k", "l", 0.8, float("nan"), "C0").bottom == 0.8
+    assert plots.Bar("k", "l", 0.8, 0.1, "C0").bottom == pytest.approx(0.7)
 
 
 def test_roc_pools_tasks_and_names_each_seed(runs, tmp_path):
@@ -129,17 +103,6 @@ def test_pretrain_curves_need_a_history(tmp_path):
         plots.plot_pretrain(tmp_path / "run", tmp_path / "x")
 
 
-def test_tables_html_from_the_table_step(runs, tmp_path):
-    from bbmn.eval.tables import write_tables
-
-    written = write_tables(runs["clintox"] + runs["esol"], tmp_path / "tables")
-    out = plots.write_tables_html([written["classification.csv"], written["regression.csv"]],
-                                  tmp_path / "figures" / "tables.html")
-    text = open(out).read()
-    assert text.count("<table>") == 2 and "ClinTox (ROC-AUC)" in text and "ESOL (RMSE)" in text
-    assert "GROVER-base" in text and "balanced scaffold split" in text and "nan" not in text
-
-
 def test_cli_plot_writes_and_fails_in_one_line(runs, tmp_path, capsys):
     assert main(["plot", "roc", *map(str, runs["clintox"]), "--out", str(tmp_path / "roc.png")]) == 0
     assert (tmp_path / "roc.png").is_file() and (tmp_path / "roc.svg").is_file()
@@ -147,18 +110,3 @@ def test_cli_plot_writes_and_fails_in_one_line(runs, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("bbmn plot: error:") and "classification" in err[0]
     assert not (tmp_path / "r2.png").exists()
-
-
-def test_overview_inlines_tables_and_figures(runs, tmp_path):
-    from bbmn.eval.tables import write_tables
-
-    tables = write_tables(runs["clintox"] + runs["esol"], tmp_path / "tables")
-    roc = plots.plot_roc(runs["clintox"], tmp_path / "roc_clintox")["png"]
-    comparison = plots.plot_comparison(runs["clintox"] + runs["esol"], tmp_path / "comparison")["png"]
-    out = plots.write_overview_html([tables["classification.csv"], tables["regression.csv"]],
-                                    [comparison, roc], tmp_path / "overview.html")
-    text = open(out).read()
-    assert text.count("<table>") == 2 and text.count('src="data:image/png;base64,') == 2
-    assert "ROC curves of the test predictions" in text and "(comparison.png)" in text
-    with pytest.raises(BbmnError, match="not a PNG"):
-        plots.write_overview_html([tables["classification.csv"]], [tables["classification.md"]], tmp_path / "x.html")

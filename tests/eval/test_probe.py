@@ -8,12 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-from bbmn.baselines.common import write_metrics
+from bbmn.baselines.common import metrics_record
 from bbmn.data.cache import featurize
 from bbmn.data.splits import split_table
 from bbmn.errors import BbmnError
 from bbmn.eval.health import encoder_health
 from bbmn.eval.metrics import score
+from bbmn.eval.plots import read_predictions
 from bbmn.eval.probe import (ProbeConfig, encoder_embeddings, finite_parts, fit_probe, random_encoder,
                              read_labelled_cache, run_probe, split_dataset)
 from bbmn.io import read_json, sha256_file
@@ -61,12 +62,11 @@ def esol(tmp_path_factory):
     return probe_files(tmp_path_factory, "esol_100")
 
 
-def write_metrics_keys(tmp_path, data) -> list[str]:
+def baseline_keys(data) -> list[str]:
     """The keys of the baselines' metrics.json for this dataset."""
     s = score("roc_auc", np.array([[0.0], [1.0]]), np.array([[0.2], [0.8]]))
-    record = write_metrics(tmp_path / "baseline.json", data, seed=0, model="m", label="l", metric="roc_auc",
-                           selected={}, val=s, test=s, seconds=1.0)
-    return list(record)
+    return list(metrics_record(data, seed=0, model="m", label="l", metric="roc_auc", selected={}, val=s,
+                               test=s, seconds=1.0))
 
 
 def test_random_probe_writes_the_baseline_schema_per_split(tmp_path, bbbp):
@@ -80,7 +80,7 @@ def test_random_probe_writes_the_baseline_schema_per_split(tmp_path, bbbp):
         metrics = read_json(run / "metrics.json")
         assert metrics == record
         data = split_dataset(cache, split, "bbbp")
-        assert list(metrics)[:len(write_metrics_keys(tmp_path, data))] == write_metrics_keys(tmp_path, data)
+        assert list(metrics)[:len(baseline_keys(data))] == baseline_keys(data)
         assert (metrics["row"], metrics["label"]) == (PROBE_KINDS["random"].key, PROBE_KINDS["random"].label)
         assert (metrics["model"], metrics["init"]) == ("linear_probe", "random")
         assert metrics["representation"] == "blocks"
@@ -130,6 +130,8 @@ def test_regression_probe_predicts_in_label_units(tmp_path, esol):
     assert labels.min() - 1 < preds["logSolubility_pred"].mean() < labels.max() + 1
     rmse = np.sqrt(np.mean((preds["logSolubility"] - preds["logSolubility_pred"]) ** 2))
     assert metrics["test"]["value"] == pytest.approx(rmse, rel=1e-6)
+    _, labels, predictions = read_predictions(tmp_path / "seed0" / "metrics.json")  # written in full
+    assert score("rmse", labels, predictions).value == metrics["test"]["value"]
 
 
 def label_embeddings(files: dict, path: Path, noise: float = 0.01, extra_rows: int = 2) -> np.ndarray:
