@@ -13,11 +13,11 @@ from pathlib import Path
 
 from rdkit import Chem, RDLogger
 
-from bbmn.bench import peak_rss_mb
 from bbmn.chem.standardize import profile
 from bbmn.data.cache import featurize
 from bbmn.data.clean import CleanConfig, clean
 from bbmn.data.tables import MoleculeTable
+from bbmn.train.runtime import peak_rss_mb
 
 RDLogger.DisableLog("rdApp.*")
 

@@ -239,8 +239,7 @@ def checkpoint_encoder(path: str | Path):
         BbmnError: for another kind of file, a descriptors-only model (no encoder), or weights
             that do not fit the recorded sizes.
     """
-    from bbmn.models.batmannet import BatmanNet
-    from bbmn.models.finetune import BatmanNetFinetune
+    from bbmn.models.embedding import model_from_saved
     from bbmn.train.card import check_model
     from bbmn.train.checkpoint import load_checkpoint
 
@@ -253,17 +252,15 @@ def checkpoint_encoder(path: str | Path):
     if config.get("branches", "both") != "both":
         raise BbmnError(f"{path} pre-trained only the {config['branches']} branch: the probe reads "
                         f"both branches' views")
-    cls = BatmanNet if kind == "batmannet-pretrained" else BatmanNetFinetune
     try:
-        net = cls.from_config(config)
-        net.load_state_dict(saved["model"])
+        net = model_from_saved(saved)
     except (TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BbmnError(f"cannot rebuild the model of {path}: {first}") from None
     summary = saved.get("summary") if isinstance(saved.get("summary"), dict) else {}
     info = {"path": str(path), "sha256": sha256_file(path), "kind": kind,
             "pretraining_steps": summary.get("steps"), "config": dict(config)}
-    return net.eval(), info
+    return net, info
 
 
 def random_encoder(seed: int = 0, residual: bool = False, **sizes: int):

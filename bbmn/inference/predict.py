@@ -14,10 +14,8 @@ than one member, ``<task>_std`` (population standard deviation over the members)
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,15 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from bbmn.data.clean import META_KEY
 from bbmn.data.labelled import ColumnScaler
 from bbmn.errors import BbmnError
-from bbmn.inference.prepare import (OK, Prepared, aligned_chunk_rows, kept_names, prepare, read_chunks,
-                                    row_batches, standardize_options)
-from bbmn.io import atomic_path, sha256_file
-from bbmn.parallel import ordered_map
+from bbmn.inference.prepare import Prepared, prepare, row_batches, standardize_options
+from bbmn.inference.stream import row_columns, stream_file
+from bbmn.io import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +87,10 @@ def load_member(path: str | Path) -> Member:
     Raises:
         BbmnError: if the file is not a fine-tuned BatmanNet model.
     """
-    from bbmn.models.finetune import BatmanNetFinetune
+    from bbmn.models.embedding import model_from_saved
 
     saved = load_model_file(path, (FINETUNED,), "bbmn predict")
-    model = BatmanNetFinetune.from_config(saved["model_config"])
-    model.load_state_dict(saved["model"])
-    model.eval()
-    return Member(path=Path(path), model=model, tasks=list(saved["tasks"]),
+    return Member(path=Path(path), model=model_from_saved(saved), tasks=list(saved["tasks"]),
                   task_type=saved["task_type"],
                   descriptor_scaler=ColumnScaler.from_dict(saved["descriptor_scaler"]),
                   target_scaler=(ColumnScaler.from_dict(saved["target_scaler"])
@@ -207,20 +199,10 @@ class Predictor:
         return prepared, self.score(prepared)
 
 
-def _prepare_chunk(args: tuple) -> Prepared:
-    (rows, smiles, malformed, extra), options = args
-    return prepare(smiles, options, descriptors=True, rows=rows, malformed=malformed, extra=extra)
-
-
 def predictions_table(prepared: Prepared, values: np.ndarray, columns: Sequence[str],
                       keep: Sequence[str] = ()) -> pa.Table:
     """One output table of a chunk: the row's identity and status, kept columns, predictions."""
-    cols = {"row": pa.array(prepared.rows, pa.int64()), "input": pa.array(prepared.inputs, pa.string()),
-            "smiles": pa.array(prepared.smiles, pa.string()),
-            "status": pa.array(prepared.status, pa.string()),
-            "detail": pa.array(prepared.detail, pa.string())}
-    for j, name in enumerate(kept_names(keep, [*cols, *columns])):
-        cols[name] = pa.array([e[j] if j < len(e) else "" for e in prepared.extra], pa.string())
+    cols = row_columns(prepared, keep, columns)
     for j, name in enumerate(columns):
         cols[name] = pa.array(values[:, j], pa.float64())
     return pa.table(cols)
@@ -231,48 +213,6 @@ def output_format(path: str | Path, fmt: str | None = None) -> str:
     if fmt not in OUTPUT_FORMATS:
         raise BbmnError(f"unknown output format {fmt!r}; use one of {', '.join(OUTPUT_FORMATS)}")
     return fmt
-
-
-class TableWriter:
-    """Writes chunks of an output table to CSV or Parquet (one row group per chunk), atomically:
-    the file appears under its name only when :meth:`close` runs after the last chunk."""
-
-    def __init__(self, path: str | Path, fmt: str, metadata: dict) -> None:
-        self.path, self.fmt, self.metadata = Path(path), fmt, metadata
-        self._ctx = atomic_path(self.path)
-        self._tmp = self._ctx.__enter__()
-        self._writer = None
-        self._fh = None
-
-    def write(self, table: pa.Table) -> None:
-        if self.fmt == "parquet":
-            if self._writer is None:
-                schema = table.schema.with_metadata({META_KEY: json.dumps(self.metadata)})
-                self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
-            self._writer.write_table(table.replace_schema_metadata(self._writer.schema.metadata))
-            return
-        if self._fh is None:
-            self._fh = open(self._tmp, "w", newline="")
-            self._csv = csv.writer(self._fh)
-            self._csv.writerow(table.column_names)
-        columns = [c.to_pylist() for c in table.columns]
-        self._csv.writerows([_cell(v) for v in row] for row in zip(*columns))
-
-    def close(self, ok: bool = True) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        if self._fh is not None:
-            self._fh.close()
-        if ok:
-            self._ctx.__exit__(None, None, None)
-        else:
-            self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
-
-
-def _cell(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return repr(value) if isinstance(value, float) else str(value)
 
 
 def predict_file(models: Sequence[str | Path], input_path: str | Path, out: str | Path,
@@ -292,40 +232,17 @@ def predict_file(models: Sequence[str | Path], input_path: str | Path, out: str 
     fmt = output_format(out, fmt)
     meta = {"step": "predict", "input": str(input_path), "input_sha256": sha256_file(input_path)
             if Path(input_path).is_file() else None, **predictor.describe()}
-    chunks = read_chunks(input_path, smiles_col, keep, aligned_chunk_rows(chunk_rows, batch_size),
-                         encoding=encoding)
-    writer = TableWriter(out, fmt, meta)
-    n = n_ok = 0
-    reasons: dict[str, int] = {}
-    try:
-        for prepared in ordered_map(_prepare_chunk, ((c, predictor.options) for c in chunks), workers):
-            values = predictor.score(prepared)
-            writer.write(predictions_table(prepared, values, predictor.columns, keep))
-            n += len(prepared)
-            n_ok += int(prepared.ok.sum())
-            for s in prepared.status:
-                if s != OK:
-                    reasons[s] = reasons.get(s, 0) + 1
-        if n == 0:
-            writer.write(predictions_table(_empty(len(keep)), np.zeros((0, len(predictor.columns))),
-                                           predictor.columns, keep))
-        writer.close()
-    except BaseException:
-        writer.close(ok=False)
-        raise
-    summary = {"rows": n, "ok": n_ok, "failed": n - n_ok, "reasons": reasons,
-               "models": len(predictor.members), "tasks": predictor.tasks,
+
+    def to_table(prepared: Prepared) -> pa.Table:
+        return predictions_table(prepared, predictor.score(prepared), predictor.columns, keep)
+
+    tally = stream_file(input_path, out, to_table, predictor.options, metadata=meta, fmt=fmt,
+                        descriptors=True, smiles_col=smiles_col, keep=keep, chunk_rows=chunk_rows,
+                        batch_size=batch_size, workers=workers, encoding=encoding)
+    summary = {**tally.counts(), "models": len(predictor.members), "tasks": predictor.tasks,
                "standardize": predictor.options_source,
                "seconds": round(time.perf_counter() - started, 2), "out": str(out)}
-    if n - n_ok:
+    if tally.failed:
         log.warning("predict: %d of %d rows could not be scored (%s); they are in %s with their reason",
-                    n - n_ok, n, json.dumps(reasons), out)
+                    tally.failed, tally.rows, json.dumps(tally.reasons), out)
     return summary
-
-
-def _empty(width: int) -> Prepared:
-    from bbmn.data.graph import arrays_from_mols
-
-    return Prepared(rows=np.zeros(0, np.int64), inputs=[], smiles=[], status=[], detail=[],
-                    extra=[], graphs=arrays_from_mols([]), descriptors=np.zeros((0, 200), np.float32))
-

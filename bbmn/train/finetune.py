@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from bbmn.bench import peak_rss_mb
 from bbmn.data.labelled import LabelledData, LabelledPart, load_labelled
 from bbmn.errors import BbmnError
 from bbmn.eval.health import effective_rank, variance_share, view_spread
@@ -53,6 +52,7 @@ from bbmn.train.checkpoint import (load_checkpoint, load_optimizer_state, optimi
                                    rng_state, save_checkpoint, set_rng_state)
 from bbmn.train.determinism import deterministic, seed_everything
 from bbmn.train.device import autocast, device_of, resolve_device, to_device, use_bf16
+from bbmn.train.runtime import peak_rss_mb
 from bbmn.train.schedule import NoamSchedule
 from bbmn.train.tracking import Tracker, config_hash, flat_metrics
 

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from bbmn.bench import peak_rss_mb
 from bbmn.data.cache import GraphCache
 from bbmn.data.loader import CacheBatches
 from bbmn.data.masking import Masking
@@ -45,6 +44,7 @@ from bbmn.train.checkpoint import (load_optimizer_state, optimizer_state, resuma
                                    save_checkpoint, set_rng_state)
 from bbmn.train.determinism import deterministic, seed_everything
 from bbmn.train.device import autocast, to_device, use_bf16
+from bbmn.train.runtime import peak_rss_mb
 from bbmn.train.schedule import NoamSchedule
 from bbmn.train.tracking import Tracker, config_hash
 

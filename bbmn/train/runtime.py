@@ -1,4 +1,5 @@
-"""Process-level settings that make CPU training faster, applied before torch allocates anything.
+"""Process-level runtime helpers: the allocator settings that make CPU work faster, and the peak
+memory a run reports (training, ``bbmn predict``/``embed`` and the benchmarks read it here).
 
 glibc's allocator returns large freed blocks to the kernel and serves each large activation with
 a fresh ``mmap``; the page faults that follow cost as much as the arithmetic on the activation
@@ -10,6 +11,7 @@ when a process starts, so the command re-executes itself once with it.
 from __future__ import annotations
 
 import os
+import resource
 import sys
 
 #: keep freed memory (no trimming, no mmap below 32 MiB) and back the heap with huge pages
@@ -31,3 +33,9 @@ def reexec_with_malloc_tunables() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
+def peak_rss_mb(children: bool = False) -> float:
+    """Peak resident memory of this process (or of its largest finished child), in MB."""
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return resource.getrusage(who).ru_maxrss / 1024.0
