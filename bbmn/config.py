@@ -16,6 +16,14 @@ import yaml
 
 from bbmn.errors import BbmnError
 
+#: keys of the workflow's step sections that are the workflow's own (its DAG, launcher and job
+#: threads), not options of the step's command; every other key is an option (bbmn.options)
+WORKFLOW_KEYS = {
+    "pretrain": ("model", "use_model", "variants", "nproc", "torchrun_per_gpu"),
+    "finetune": ("kinds", "threads"),
+    "probe": ("encoders", "datasets", "snapshots", "threads"),
+}
+
 
 def deep_merge(base: Mapping, override: Mapping) -> dict:
     """``base`` with ``override`` merged in: mappings merge recursively, everything else replaces."""

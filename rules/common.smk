@@ -5,10 +5,14 @@ import shlex
 import shutil
 from pathlib import Path
 
-from bbmn.config import prepare_config, variant_pretrain
+from bbmn.config import WORKFLOW_KEYS, prepare_config, variant_pretrain
 from bbmn.data.sources import check_sources, default_digest_cache
 from bbmn.errors import BbmnError
+from bbmn.eval.probe import ProbeConfig
 from bbmn.kinds import FINETUNE_KINDS
+from bbmn.models.options import ENCODER_SIZES, HeadOptions, ModelOptions
+from bbmn.options import as_flags
+from bbmn.train.config import FinetuneConfig, PretrainConfig
 
 try:
     _prepared = prepare_config(
@@ -111,65 +115,24 @@ def pretrain_args(variant=None):
     """bbmn pretrain options from the `pretrain` section (with a variant's overrides); passed as
     params, so a change reruns."""
     p = PRETRAIN if variant is None else variant_pretrain(config, variant)
-    args = [
-        "--batch-size",
-        p["batch_size"],
-        "--epochs",
-        p["epochs"],
-        "--max-steps",
-        p["max_steps"],
-        "--max-minutes",
-        p["max_minutes"],
-        "--val-batches",
-        p["val_batches"],
-        "--validate-every",
-        p["validate_every"],
-        "--seed",
-        p["seed"],
-        "--init-lr",
-        p["init_lr"],
-        "--max-lr",
-        p["max_lr"],
-        "--final-lr",
-        p["final_lr"],
-        "--warmup-epochs",
-        p["warmup_epochs"],
-        "--weight-decay",
-        p["weight_decay"],
-        "--mask-ratio",
-        p["mask_ratio"],
-        "--device",
-        p["device"],
-        "--threads",
-        max(1, p["threads"] // p["nproc"]),
-    ]
-    for key, value in p["model"].items():
-        flag = f"--{key.replace('_', '-')}"
-        if isinstance(value, bool):
-            args.append(flag if value else f"--no-{key.replace('_', '-')}")
-        else:
-            args += [flag, value]
-    if p["snapshot_steps"]:
-        args += ["--snapshot-steps", *sorted(p["snapshot_steps"])]
-    if not p["dynamic_mask"]:
-        args.append("--static-mask")
-    if p["bf16"]:
-        args.append("--bf16")
-    if p["compile"]:
-        args.append("--compile")
-    if config["run"]["deterministic"]:
-        args.append("--deterministic")
+    values = {
+        **p,
+        "variant": variant,
+        "register": (
+            p["register"] if variant is None else ""
+        ),  # the main run's model only
+        "threads": max(1, p["threads"] // p["nproc"]),
+        "snapshot_steps": sorted(p["snapshot_steps"]),
+        "deterministic": config["run"]["deterministic"],
+    }
+    args = as_flags(values, PretrainConfig, workflow_keys=WORKFLOW_KEYS["pretrain"])
+    args += as_flags(p["model"], ModelOptions)
     if TRACKING["required"]:
         args.append("--tracking-required")
     if variant is not None:
         overrides = VARIANTS[variant]["overrides"]
-        args += [
-            "--variant",
-            variant,
-            "--variant-overrides",
-            json.dumps(overrides, sort_keys=True),
-        ]
-    return shlex.join(str(a) for a in args)
+        args += ["--variant-overrides", json.dumps(overrides, sort_keys=True)]
+    return shlex.join(args)
 
 
 def tracking_init_args():
@@ -262,9 +225,7 @@ def check_existing_model():
     differ = {
         key: (sizes[key], value)
         for key, value in PRETRAIN["model"].items()
-        if key in ("hidden", "heads", "depth", "encoder_blocks", "residual")
-        and key in sizes
-        and sizes[key] != value
+        if key in ENCODER_SIZES and key in sizes and sizes[key] != value
     }
     if differ:
         text = ", ".join(
@@ -338,56 +299,16 @@ def probe_checkpoint(encoder):
 
 
 def finetune_args():
-    """bbmn finetune options from the `finetune` section; passed as params, so a change reruns."""
-    f = FINETUNE
-    args = [
-        "--epochs",
-        f["epochs"],
-        "--patience",
-        f["patience"],
-        "--batch-size",
-        f["batch_size"],
-        "--max-minutes",
-        f["max_minutes"],
-        "--init-lr",
-        f["init_lr"],
-        "--max-lr",
-        f["max_lr"],
-        "--final-lr",
-        f["final_lr"],
-        "--warmup-epochs",
-        f["warmup_epochs"],
-        "--weight-decay",
-        f["weight_decay"],
-        "--disagreement",
-        f["disagreement"],
-        "--head-hidden",
-        f["head_hidden"],
-        "--head-dropout",
-        f["head_dropout"],
-        "--dropout",
-        PRETRAIN["model"]["dropout"],
-        "--descriptor-scaling",
-        f["descriptor_scaling"],
-        "--view-norm",
-        f["view_norm"],
-        "--encoder-lr",
-        f["encoder_lr"],
-    ]
-    if f["add_positions"]:
-        args.append("--add-positions")
-    # the device only when not the default: runs made before the key existed keep their params
-    if f["device"] != "auto":
-        args += ["--device", f["device"]]
-    if f["bf16"]:
-        args.append("--bf16")
-    if f["compile"]:
-        args.append("--compile")
-    if config["run"]["deterministic"]:
-        args.append("--deterministic")
+    """bbmn finetune options from the `finetune` section (the encoders' dropout is pretrain.model's);
+    passed as params, so a change reruns."""
+    values = {**FINETUNE, "deterministic": config["run"]["deterministic"]}
+    args = as_flags(
+        values, FinetuneConfig, HeadOptions, workflow_keys=WORKFLOW_KEYS["finetune"]
+    )
+    args += as_flags({"dropout": PRETRAIN["model"]["dropout"]}, ModelOptions)
     if TRACKING["required"]:
         args.append("--tracking-required")
-    return shlex.join(str(a) for a in args)
+    return shlex.join(args)
 
 
 def finetune_kind_args(kind, checkpoint):
@@ -395,28 +316,16 @@ def finetune_kind_args(kind, checkpoint):
     pre-trained checkpoint or the scratch architecture."""
     entry = FINETUNE_KINDS[kind]
     start = (
-        f"--checkpoint {checkpoint}" if entry.init == "pretrained" else scratch_args()
+        f"--checkpoint {checkpoint}" if entry.init == "pretrained" else encoder_args()
     )
     return f"--inputs {entry.inputs} {start}"
 
 
-def scratch_args():
-    """A from-scratch run gets the pre-trained model's architecture, so the two rows compare."""
-    m = PRETRAIN["model"]
-    return shlex.join(
-        str(a)
-        for a in [
-            "--hidden",
-            m["hidden"],
-            "--heads",
-            m["heads"],
-            "--depth",
-            m["depth"],
-            "--encoder-blocks",
-            m["encoder_blocks"],
-        ]
-        + (["--residual"] if m["residual"] else [])
-    )
+def encoder_args():
+    """The pre-trained model's encoder sizes, for the runs and probes that start from fresh
+    weights: the scratch and random rows compare like with like."""
+    sizes = {key: PRETRAIN["model"][key] for key in ENCODER_SIZES}
+    return shlex.join(as_flags(sizes, ModelOptions))
 
 
 def finetune_runtime_minutes():
@@ -471,25 +380,11 @@ def probe_args(encoder, checkpoint):
         if encoder.startswith("step"):  # a snapshot: a row of its own
             args += ["--tag", encoder]
     else:
-        m = PRETRAIN["model"]
-        args = [
-            "--random-init",
-            "--init-seed",
-            0,
-            "--hidden",
-            m["hidden"],
-            "--heads",
-            m["heads"],
-            "--depth",
-            m["depth"],
-            "--encoder-blocks",
-            m["encoder_blocks"],
-        ]
-    if PROBE["add_positions"]:
-        args.append("--add-positions")
+        args = ["--random-init", "--init-seed", "0", *shlex.split(encoder_args())]
+    args += as_flags(PROBE, ProbeConfig, workflow_keys=WORKFLOW_KEYS["probe"])
     if TRACKING["required"]:
         args.append("--tracking-required")
-    return shlex.join(str(a) for a in args)
+    return shlex.join(args)
 
 
 def baseline_targets():

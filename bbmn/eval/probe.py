@@ -72,6 +72,8 @@ from bbmn.errors import BbmnError
 from bbmn.eval.health import encode_graphs, health_of, matrix_health
 from bbmn.io import sha256_file, write_json
 from bbmn.kinds import PROBE_KINDS, RunKind
+from bbmn.models.options import ENCODER_SIZES
+from bbmn.options import option
 
 if TYPE_CHECKING:  # scikit-learn and pandas load in seconds, and `bbmn --help` imports this module
     from bbmn.baselines.common import Dataset
@@ -93,36 +95,28 @@ NEWTON_MAX_FEATURES = 512
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    """Probe settings (the CLI's defaults come from here).
+    """Probe settings: ``bbmn probe``'s flags and the workflow's ``probe`` section are these
+    fields (:mod:`bbmn.options`)."""
 
-    Attributes:
-        c_grid: inverse L2 strengths of the logistic regressions (classification), tried in
-            ascending order with warm starts.
-        alpha_grid: L2 strengths of the ridge regressions (regression, on standardized targets).
-        solver: the logistic regressions' solver: ``lbfgs``, ``newton-cholesky`` or ``auto``
-            (:meth:`solver_for`). Both minimize the same L2-penalized log-loss.
-        max_iter: solver iterations at most per logistic fit (fits that stop there are counted
-            in ``details.json``).
-        batch_size: molecules per encoder forward pass.
-        add_positions: add the per-molecule positional code to the encoders' input stage, as
-            pre-training does (fine-tuning does not).
-        drop_missing: leave molecules with non-finite features out of every part instead of
-            failing (external embeddings of molecules the other tool could not read).
-        threads: torch's threads and numpy's / scikit-learn's BLAS and OpenMP pools (0 = their
-            defaults).
-        device: where the encoder runs: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``
-            (:func:`bbmn.train.device.resolve_device`); the regressions run on the CPU.
-    """
-
-    c_grid: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2)
-    alpha_grid: tuple[float, ...] = (1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3, 1e4)
-    solver: str = "auto"
-    max_iter: int = 1000
-    batch_size: int = 256
-    add_positions: bool = False
-    drop_missing: bool = False
-    threads: int = 0
-    device: str = "auto"
+    c_grid: tuple[float, ...] = option((1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2), "inverse L2 strengths of "
+                                       "the logistic regressions (classification), tried in ascending "
+                                       "order with warm starts")
+    alpha_grid: tuple[float, ...] = option((1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3, 1e4), "L2 strengths of the "
+                                           "ridge regressions (regression, on standardized targets)")
+    solver: str = option("auto", f"the logistic regressions' solver (both minimize the same "
+                         f"L2-penalized log-loss); auto: newton-cholesky up to {NEWTON_MAX_FEATURES} "
+                         "features, else lbfgs", choices=SOLVERS)
+    max_iter: int = option(1000, "solver iterations at most per logistic fit (fits that stop there are "
+                           "counted in details.json)")
+    batch_size: int = option(256, "molecules per encoder forward pass")
+    add_positions: bool = option(False, "add the per-molecule positional code to the encoders' input "
+                                 "stage, as pre-training does (fine-tuning does not)")
+    drop_missing: bool = option(False, "leave molecules with non-finite features out of every part "
+                                "instead of failing (external embeddings of molecules the other tool "
+                                "could not read)")
+    threads: int = option(0, "threads of torch and of the BLAS / OpenMP pools (0 = their defaults)")
+    device: str = option("auto", "where the encoder runs: auto (a GPU when CUDA works, else the CPU), "
+                         "cpu, cuda or cuda:N; the regressions run on the CPU")
 
     def grid(self, task_type: str) -> tuple[str, list[float]]:
         """The regularization parameter's name and its values, ascending."""
@@ -263,26 +257,27 @@ def checkpoint_encoder(path: str | Path):
     return net, info
 
 
-def random_encoder(seed: int = 0, residual: bool = False, **sizes: int):
+def random_encoder(seed: int = 0, **options):
     """A BatmanNet initialised from ``torch.manual_seed(seed)`` (torch's global generator is left
-    as it was), in evaluation mode. ``sizes``: any of ``hidden``, ``heads``, ``depth``,
-    ``encoder_blocks``; the others take BatmanNet's defaults (the spec's 100, 2, 3, 6);
-    ``residual``: blocks that add their input back."""
+    as it was), in evaluation mode. ``options``: any of its encoder sizes
+    (:data:`~bbmn.models.options.ENCODER_SIZES`: hidden, heads, depth, encoder_blocks, activation,
+    residual); the others take BatmanNet's defaults (the spec's)."""
     import torch
 
     from bbmn.models.batmannet import BatmanNet
 
-    unknown = set(sizes) - {"hidden", "heads", "depth", "encoder_blocks"}
+    unknown = set(options) - set(ENCODER_SIZES)
     if unknown:
-        raise BbmnError(f"a random encoder takes hidden, heads, depth and encoder_blocks, not {sorted(unknown)}")
-    if any(int(v) < 1 for v in sizes.values()):
-        raise BbmnError(f"encoder sizes must be at least 1, got {sizes}")
+        raise BbmnError(f"a random encoder takes {', '.join(ENCODER_SIZES)}, not {sorted(unknown)}")
+    counts = {k: v for k, v in options.items() if k in ("hidden", "heads", "depth", "encoder_blocks")}
+    if any(int(v) < 1 for v in counts.values()):
+        raise BbmnError(f"encoder sizes must be at least 1, got {counts}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
-            net = BatmanNet(residual=bool(residual), **{k: int(v) for k, v in sizes.items()})
+            net = BatmanNet(**options)
         except (ValueError, RuntimeError) as exc:
-            raise BbmnError(f"cannot build a BatmanNet of sizes {sizes}: {exc}") from None
+            raise BbmnError(f"cannot build a BatmanNet of sizes {options}: {exc}") from None
     return net.eval()
 
 

@@ -28,13 +28,10 @@ from torch_geometric.data import Batch
 from bbmn.chem.features import (ATOM_DIM, ATOM_FIELD_OFFSETS, ATOM_FIELD_SIZES, ATOM_FIELDS,
                                 BOND_FIELD_OFFSETS, BOND_TYPE_OTHER, EDGE_DIM)
 from bbmn.data.masking import random_masks
+from bbmn.models.options import BRANCHES, MASK_TOKENS
 from bbmn.nn.blocks import Aggregate, AggregateToSelf, InputEmbedding, MTBlock
 from bbmn.nn.message_passing import AtomNeighbourSum, EdgeNeighbourSum
 from bbmn.nn.positional import POSITION_MODES, positional_code
-
-MASK_TOKENS = ("zero", "learned")
-#: which branches pre-train: both (the paper), or one alone (the paper's single-branch ablation)
-BRANCHES = ("both", "atoms", "bonds")
 
 
 def directed_edge_inputs(x: Tensor, sources: Tensor, bonds: Tensor) -> Tensor:

@@ -46,6 +46,7 @@ from bbmn.errors import BbmnError
 from bbmn.models.batmannet import BranchEncoder
 from bbmn.models.views import GraphInputs, graph_inputs
 from bbmn.nn.blocks import ActivationDropout, Dropout, PositionwiseFFN
+from bbmn.models.options import INPUTS, VIEW_NORMS
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,6 @@ PRETRAINING_ONLY = ("decoder_blocks", "mask_ratio", "positions", "mask_token", "
 #: the weights a pre-trained checkpoint must provide: both encoders' input stages and blocks
 ENCODER_PREFIXES = tuple(f"{branch}_encoder.{part}." for branch in ("node", "edge")
                          for part in ("embed", "blocks"))
-#: what the heads read: both views and the descriptors (spec), the views alone, the descriptors alone
-INPUTS = ("both", "graph", "descriptors")
-#: normalization of each pooled view before its head (:class:`ViewNorm`)
-VIEW_NORMS = ("none", "batchnorm", "standardize")
 
 
 class AtomReadout(nn.Module):

@@ -23,10 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bbmn.nn.choices import ACTIVATIONS
+
 #: Neighbour sum of a branch: messages (..., n, w) -> summed messages (..., n, w).
 Aggregate = Callable[[Tensor], Tensor]
 
-ACTIVATIONS = ("prelu", "relu", "gelu", "elu", "tanh")
 _FIXED_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": F.relu, "gelu": F.gelu, "elu": F.elu, "tanh": torch.tanh}
 

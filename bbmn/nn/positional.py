@@ -19,7 +19,8 @@ import math
 import torch
 from torch import Tensor
 
-POSITION_MODES = ("molecule", "batch")
+from bbmn.nn.choices import POSITION_MODES
+
 
 
 def sinusoidal_code(index: Tensor, width: int) -> Tensor:

@@ -46,10 +46,12 @@ from bbmn.inference.pyfunc import remove_pyfunc, save_pyfunc
 from bbmn.io import atomic_path, sha256_file, write_json
 from bbmn.kinds import FINETUNE_KINDS, RunKind
 from bbmn.models.batmannet import count_parameters
+from bbmn.models.options import ENCODER_SIZES
 from bbmn.models.finetune import LOADABLE_KINDS, BatmanNetFinetune, LoadReport, combine_heads
 from bbmn.train.card import check_model, data_files, make_card, plain
 from bbmn.train.checkpoint import (load_checkpoint, load_optimizer_state, optimizer_state, resumable_state,
                                    rng_state, save_checkpoint, set_rng_state)
+from bbmn.train.config import FinetuneConfig
 from bbmn.train.determinism import deterministic, seed_everything
 from bbmn.train.device import autocast, device_of, resolve_device, to_device, use_bf16
 from bbmn.train.runtime import peak_rss_mb
@@ -58,90 +60,8 @@ from bbmn.train.tracking import Tracker, config_hash, flat_metrics
 
 log = logging.getLogger(__name__)
 
-#: model-size keys that a pre-trained checkpoint fixes (its encoders must load)
-ENCODER_KEYS = ("hidden", "heads", "depth", "encoder_blocks", "activation", "residual")
 #: the files a finished run leaves (removed when a run starts)
 RESULTS = ("metrics.json", "predictions.csv", "model.pt")
-
-
-@dataclass
-class FinetuneConfig:
-    """Fine-tuning settings; the defaults are the spec's (section 10).
-
-    Attributes:
-        dataset: the dataset's name (metrics, tags, run name).
-        metric: ``roc_auc`` (classification), ``rmse`` or ``mae`` (regression): selects the
-            epoch on validation and scores the test part.
-        seed: seeds the initialization of fresh weights, the batch order and dropout.
-        epochs: passes over the training part at most.
-        patience: stop after this many epochs without a better validation score.
-        batch_size: molecules per optimizer step.
-        eval_batch_size: molecules per forward pass when scoring (no gradients).
-        init_lr, max_lr, final_lr: Noam schedule: ``init_lr`` -> ``max_lr`` over
-            ``warmup_epochs``, then exponential decay to ``final_lr`` at the last step of
-            ``epochs`` (steps are real optimizer steps).
-        warmup_epochs: length of the linear warm-up, in epochs.
-        weight_decay: Adam's weight decay (GROVER's fine-tuning default, 0).
-        disagreement: weight ``c`` of the MSE between the two heads.
-        max_minutes: end training after this much time (0 = no limit); the best epoch so far
-            is still scored.
-        model: :class:`BatmanNetFinetune` arguments (sizes, dropout). With a pre-trained
-            checkpoint the encoder sizes come from it; a conflicting size is an error.
-        threads: torch intra-op threads (0 = leave torch's default).
-        deterministic: torch's deterministic algorithms only (see :mod:`bbmn.train.determinism`).
-        device: ``auto`` (a GPU when CUDA works, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``
-            (:func:`bbmn.train.device.resolve_device`). Not a training key: a run resumes on
-            another device.
-        bf16: bfloat16 autocast on a GPU; ignored with a warning on a CPU (slower there).
-        compile: run the encoders through ``torch.compile`` (dynamic shapes, no graph break). Not
-            a training key: the weights differ from an eager run's only by dropout's random stream.
-        inputs: what the heads read: ``both`` (spec), ``graph`` (views only) or ``descriptors``
-            (no encoder; a control).
-        descriptor_scaling: ``standardize`` (on the training part; spec) or ``none``.
-        view_norm: normalization of the pooled views before the heads (``none``, ``batchnorm``,
-            ``standardize``: fixed statistics of the initial encoder on the training part).
-        encoder_lr: multiplier of the learning rate for the encoders' input stages and blocks
-            (GROVER's ``fine_tune_coff``); 0 freezes them and keeps them in evaluation mode.
-        add_positions: add the per-molecule positional code to the encoders' input, as
-            pre-training does (spec section 9 runs fine-tuning without it).
-        variant: the pre-training variant whose model is fine-tuned (the workflow's
-            ``pretrain.variants``; None for the main run): recorded in metrics.json and tagged.
-    """
-
-    dataset: str = "dataset"
-    metric: str = "roc_auc"
-    seed: int = 0
-    epochs: int = 100
-    patience: int = 30
-    batch_size: int = 32
-    eval_batch_size: int = 256
-    init_lr: float = 1e-4
-    max_lr: float = 1e-3
-    final_lr: float = 1e-4
-    warmup_epochs: float = 2.0
-    weight_decay: float = 0.0
-    disagreement: float = 0.1
-    max_minutes: float = 0.0
-    model: dict[str, Any] = field(default_factory=dict)
-    threads: int = 0
-    deterministic: bool = False
-    device: str = "auto"
-    bf16: bool = False
-    compile: bool = False
-    inputs: str = "both"
-    descriptor_scaling: str = "standardize"
-    view_norm: str = "none"
-    encoder_lr: float = 1.0
-    add_positions: bool = False
-    variant: str | None = None
-
-    def training_keys(self) -> dict:
-        """The settings that change the trained weights (a resumed checkpoint must match them)."""
-        d = asdict(self)
-        for key in ("dataset", "eval_batch_size", "max_minutes", "threads", "variant", "compile"):
-            d.pop(key)
-        d.pop("device")  # a run may resume on another device
-        return d
 
 
 def resolve_model_config(model: dict, pretrained: dict | None) -> dict:
@@ -152,13 +72,13 @@ def resolve_model_config(model: dict, pretrained: dict | None) -> dict:
     """
     if pretrained is None:
         return dict(model)
-    conflicts = {k: (model[k], pretrained[k]) for k in ENCODER_KEYS
+    conflicts = {k: (model[k], pretrained[k]) for k in ENCODER_SIZES
                  if k in model and k in pretrained and model[k] != pretrained[k]}
     if conflicts:
         text = ", ".join(f"{k}={a} (checkpoint: {b})" for k, (a, b) in conflicts.items())
         raise BbmnError(f"model sizes conflict with the pre-trained checkpoint: {text}; the "
                         f"encoder sizes come from the checkpoint, leave them out")
-    return {**model, **{k: pretrained[k] for k in ENCODER_KEYS if k in pretrained}}
+    return {**model, **{k: pretrained[k] for k in ENCODER_SIZES if k in pretrained}}
 
 
 def run_kind(inputs: str, pretrained: bool) -> RunKind:

@@ -25,7 +25,7 @@ import os
 import signal
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from bbmn.io import atomic_path, write_json
 from bbmn.models.batmannet import BatmanNet, count_parameters, reconstruction_loss
 from bbmn.train import distributed
 from bbmn.train.card import data_files, make_card
+from bbmn.train.config import PretrainConfig
 from bbmn.train.checkpoint import (load_optimizer_state, optimizer_state, resumable_state, rng_state,
                                    save_checkpoint, set_rng_state)
 from bbmn.train.determinism import deterministic, seed_everything
@@ -49,94 +50,6 @@ from bbmn.train.schedule import NoamSchedule
 from bbmn.train.tracking import Tracker, config_hash
 
 log = logging.getLogger(__name__)
-
-
-#: model options added after runs were checkpointed, with their default
-LATER_MODEL_DEFAULTS = {"branches": "both"}
-
-
-@dataclass
-class PretrainConfig:
-    """Pre-training settings; the defaults are the spec's (section 8).
-
-    Attributes:
-        batch_size: molecules per optimizer step (per process when data-parallel).
-        epochs: passes over the training part.
-        max_steps: stop after this many optimizer steps (0 = no limit). The learning-rate
-            schedule spans ``min(epochs * steps_per_epoch, max_steps)`` steps.
-        max_minutes: stop cleanly (with a checkpoint) after this much training time (0 = none).
-        val_fraction: share of the corpus held out for validation.
-        val_batches: validate on at most this many batches (0 = the whole validation part).
-        seed: seeds the split, the batch order, the masks and the initialization.
-        init_lr, max_lr, final_lr: the Noam schedule's three learning rates.
-        warmup_epochs: length of the linear warm-up, in epochs (with a step budget, the same
-            share of the budgeted run: ``total_steps * warmup_epochs / epochs``).
-        weight_decay: Adam's weight decay.
-        mask_ratio: fraction of atoms and of directed edges masked per molecule.
-        dynamic_mask: new masks every epoch (True) or the same mask every epoch (the reference).
-        model: BatmanNet constructor arguments (hidden, heads, depth, ...).
-        device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``...
-        bf16: bfloat16 autocast on GPUs (ignored with a warning on a CPU).
-        compile: run the model through ``torch.compile`` (dynamic shapes, no graph break). Not a
-            training key: the weights differ from an eager run's only by dropout's random stream.
-        threads: torch intra-op threads (0 = leave torch's default).
-        log_every: steps between progress log lines.
-        checkpoint_every: steps between checkpoints (each epoch end also writes one).
-        window: row groups per shuffle window (bounds memory).
-        deterministic: torch's deterministic algorithms only (see :mod:`bbmn.train.determinism`).
-        validate_every: also validate every this many steps (0 = at epoch ends only); for
-            learning curves at equal steps.
-        snapshot_steps: steps after which the model is also kept as ``snapshots/step-N.pt`` (a
-            ``model.pt`` of its own; step 0 = the initialization), e.g. to probe the
-            representation against the pre-training budget.
-        register: also register the final ``model.pt`` under this name in the MLflow Model
-            Registry, its card as the version's tags ("" = no; needs a working store).
-        variant: name of a pre-training variant (the workflow's ``pretrain.variants``), or None
-            for the main run; with ``variant_overrides`` (the keys it changes), recorded and
-            tagged in MLflow.
-        variant_overrides: the config keys the variant overrides.
-    """
-
-    batch_size: int = 32
-    epochs: int = 16
-    max_steps: int = 0
-    max_minutes: float = 0.0
-    val_fraction: float = 0.1
-    val_batches: int = 0
-    seed: int = 0
-    init_lr: float = 2e-4
-    max_lr: float = 4e-4
-    final_lr: float = 1e-4
-    warmup_epochs: float = 1.0
-    weight_decay: float = 1e-7
-    mask_ratio: float = 0.6
-    dynamic_mask: bool = True
-    model: dict[str, Any] = field(default_factory=dict)
-    device: str = "auto"
-    bf16: bool = False
-    compile: bool = False
-    threads: int = 0
-    log_every: int = 50
-    checkpoint_every: int = 500
-    window: int = 8
-    deterministic: bool = False
-    validate_every: int = 0
-    snapshot_steps: list[int] = field(default_factory=list)
-    register: str = ""
-    variant: str | None = None
-    variant_overrides: dict[str, Any] = field(default_factory=dict)
-
-    def training_keys(self) -> dict:
-        """The settings that change the trained weights (a resumed checkpoint must match them).
-
-        Model options added after checkpoints existed are left out at their default
-        (:data:`LATER_MODEL_DEFAULTS`), so that a run started before them still resumes."""
-        d = asdict(self)
-        d["model"] = {k: v for k, v in d["model"].items() if LATER_MODEL_DEFAULTS.get(k, object()) != v}
-        for key in ("max_minutes", "device", "compile", "threads", "log_every", "checkpoint_every",
-                    "val_batches", "validate_every", "snapshot_steps", "register", "variant", "variant_overrides"):
-            d.pop(key)
-        return d
 
 
 class _StopFlag:

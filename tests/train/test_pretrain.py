@@ -129,7 +129,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, zinc_cache):
 def test_two_process_gloo_matches_one_process(tmp_path, zinc_cache):
     """2 ranks x batch 8 see the molecules of 1 process x batch 16, step for step."""
     common = ["--epochs", "1", "--max-steps", "10", "--warmup-epochs", "0", "--threads", "1",
-              "--static-mask", "--dropout", "0",
+              "--no-dynamic-mask", "--dropout", "0",
               "--val-batches", "1", "--log-every", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     single = subprocess.run([BBMN, "pretrain", str(zinc_cache), "--out", str(tmp_path / "one"),
