@@ -8,8 +8,8 @@ rule baseline:
         clean=rules.clean.output.table,
         split=lambda wc: split_path(wc.name, wc.seed),
     output:
-        metrics=f"{RESULTS}/baselines/{{name}}/{{model}}/seed{{seed}}/metrics.json",
-        predictions=f"{RESULTS}/baselines/{{name}}/{{model}}/seed{{seed}}/predictions.csv",
+        metrics=f"{baseline_dir('{name}', '{model}', '{seed}')}/metrics.json",
+        predictions=f"{baseline_dir('{name}', '{model}', '{seed}')}/predictions.csv",
     log:
         f"{LOGS}/baseline/{{name}}/{{model}}/seed{{seed}}.log",
     wildcard_constraints:

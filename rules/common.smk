@@ -111,6 +111,25 @@ def split_path(name, seed, method=None):
     return f"{DATA}/splits/{name}/{method or SPLIT['method']}/seed{seed}.json"
 
 
+# One helper per data file; rules pass wildcards, e.g. cache_path("{name}").
+def clean_path(name, suffix="parquet"):
+    """The cleaned table of a dataset or corpus (suffix rejects.csv, summary.json: its report)."""
+    return f"{DATA}/clean/{name}.{suffix}"
+
+
+def cache_path(name):
+    """The graph cache of a dataset or corpus (bbmn featurize)."""
+    return f"{DATA}/cache/{name}.parquet"
+
+
+def descriptors_path(name):
+    return f"{DATA}/descriptors/{name}.parquet"
+
+
+def inchikeys_path(name):
+    return f"{DATA}/inchikeys/{name}.parquet"
+
+
 def pretrain_args(variant=None):
     """bbmn pretrain options from the `pretrain` section (with a variant's overrides); passed as
     params, so a change reruns."""
@@ -387,9 +406,14 @@ def probe_args(encoder, checkpoint):
     return shlex.join(args)
 
 
+def baseline_dir(name, model, seed):
+    """Run directory of one baseline run (metrics.json, predictions.csv)."""
+    return f"{RESULTS}/baselines/{name}/{model}/seed{seed}"
+
+
 def baseline_targets():
     return [
-        f"{RESULTS}/baselines/{name}/{model}/seed{seed}/metrics.json"
+        f"{baseline_dir(name, model, seed)}/metrics.json"
         for name in config["run"]["datasets"]
         for model in BASELINES["models"]
         for seed in SEEDS
@@ -431,7 +455,7 @@ def run_files(name, filename):
         for kind in FINETUNE["kinds"]
         for seed in SEEDS
     ] + [
-        f"{RESULTS}/baselines/{name}/{model}/seed{seed}/{filename}"
+        f"{baseline_dir(name, model, seed)}/{filename}"
         for model in BASELINES["models"]
         for seed in SEEDS
     ]
@@ -439,48 +463,44 @@ def run_files(name, filename):
 
 def report_targets():
     """The report's figures (rules/report.smk): pre-training curves, the per-dataset
-    comparison, ROC curves of each classification dataset, the tables as HTML."""
+    comparison, ROC curves of each classification dataset, the tables as HTML. Called when the
+    DAG is built (the rules' outputs exist by then)."""
     classification = [
         name
         for name in config["run"]["datasets"]
         if config["datasets"][name]["task"] == "classification"
     ]
     curves = (
-        [] if EXISTING_MODEL else [f"{FIGURES}/pretrain_{config['run']['corpus']}.png"]
+        []
+        if EXISTING_MODEL
+        else expand(rules.plot_pretrain.output.png, corpus=config["run"]["corpus"])
     )
     return (
         curves
-        + [
-            f"{FIGURES}/comparison.png",
-            f"{FIGURES}/tables.html",
-        ]
-        + ([f"{FIGURES}/health.png"] if probe_targets() else [])
-        + [f"{FIGURES}/roc_{name}.png" for name in classification]
+        + [rules.plot_comparison.output.png, rules.plot_tables.output[0]]
+        + ([rules.plot_health.output.png] if probe_targets() else [])
+        + expand(rules.plot_roc.output.png, name=classification)
     )
-
-
-def overview_target():
-    """The report's first page: the tables and the figures of report_targets() on one page."""
-    return f"{FIGURES}/overview.html"
 
 
 def all_targets():
     """Caches and splits of the datasets to prepare, descriptors of the ones this run trains
-    on, and the cache of the pre-training corpus."""
+    on, the pre-trained model, the tables, the report and the uses of the models (rule all,
+    after every rule is defined)."""
     run = config["run"]
     targets = []
     for name in prepared_datasets():
-        targets.append(f"{DATA}/cache/{name}.parquet")
+        targets.append(cache_path(name))
         targets += [split_path(name, seed) for seed in SEEDS]
-    targets += [f"{DATA}/descriptors/{name}.parquet" for name in run["datasets"]]
+    targets += [descriptors_path(name) for name in run["datasets"]]
     targets.append(pretrained_model())
-    targets.append(f"{RESULTS}/tables/classification.md")
+    targets.append(rules.table.output.classification_md)
     if probe_encoders() and probe_datasets():
-        targets.append(f"{RESULTS}/tables/probe/classification.md")
+        targets.append(rules.probe_table.output.classification_md)
     targets += report_targets()
     if VARIANTS:
-        targets += [f"{RESULTS}/tables/ablation.md", f"{FIGURES}/ablation.png"]
-    targets.append(overview_target())
+        targets += [rules.ablation.output.table, rules.ablation.output.png]
+    targets.append(rules.plot_overview.output[0])
     targets += use_targets()
     return targets
 
@@ -497,7 +517,7 @@ def leakage_inputs():
     """The cleaned tables and split files of the datasets the leakage check reads."""
     names = leakage_datasets()
     return {
-        "tables": [f"{DATA}/clean/{name}.parquet" for name in names],
+        "tables": [clean_path(name) for name in names],
         "splits": [split_path(name, seed) for name in names for seed in SEEDS],
     }
 
@@ -506,7 +526,7 @@ def leakage_args():
     """`--dataset NAME CLEAN SPLIT...` for each checked dataset."""
     args = []
     for name in leakage_datasets():
-        args += ["--dataset", name, f"{DATA}/clean/{name}.parquet"]
+        args += ["--dataset", name, clean_path(name)]
         args += [split_path(name, seed) for seed in SEEDS]
     return shlex.join(args)
 
@@ -518,8 +538,8 @@ def leakage_dir(corpus=None):
 def pretrain_cache(corpus):
     """The corpus cache pre-training reads: without the overlapping molecules when asked."""
     if LEAKAGE["drop_from_corpus"]:
-        return f"{DATA}/cache/{corpus}.noleak.parquet"
-    return f"{DATA}/cache/{corpus}.parquet"
+        return cache_path(f"{corpus}.noleak")
+    return cache_path(corpus)
 
 
 def _use_entry(section, name):

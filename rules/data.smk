@@ -23,9 +23,9 @@ rule clean:
     input:
         lambda wc: raw_path(wc.name),
     output:
-        table=f"{DATA}/clean/{{name}}.parquet",
-        rejects=f"{DATA}/clean/{{name}}.rejects.csv",
-        summary=f"{DATA}/clean/{{name}}.summary.json",
+        table=clean_path("{name}"),
+        rejects=clean_path("{name}", "rejects.csv"),
+        summary=clean_path("{name}", "summary.json"),
     log:
         f"{LOGS}/clean/{{name}}.log",
     conda:
@@ -45,7 +45,7 @@ rule featurize:
     input:
         rules.clean.output.table,
     output:
-        f"{DATA}/cache/{{name}}.parquet",
+        cache_path("{name}"),
     log:
         f"{LOGS}/featurize/{{name}}.log",
     conda:
@@ -62,7 +62,7 @@ rule descriptors:
     input:
         rules.clean.output.table,
     output:
-        f"{DATA}/descriptors/{{name}}.parquet",
+        descriptors_path("{name}"),
     log:
         f"{LOGS}/descriptors/{{name}}.log",
     conda:

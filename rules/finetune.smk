@@ -3,8 +3,8 @@
 
 rule finetune:
     input:
-        cache=f"{DATA}/cache/{{name}}.parquet",
-        descriptors=f"{DATA}/descriptors/{{name}}.parquet",
+        cache=cache_path("{name}"),
+        descriptors=descriptors_path("{name}"),
         split=lambda wc: split_path(wc.name, wc.seed),
         pretrained=lambda wc: (
             pretrained_model() if FINETUNE_KINDS[wc.kind].init == "pretrained" else []
@@ -39,8 +39,8 @@ rule finetune:
 # A variant's pre-trained model fine-tuned like the main run's (kind pretrained).
 use rule finetune as finetune_variant with:
     input:
-        cache=f"{DATA}/cache/{{name}}.parquet",
-        descriptors=f"{DATA}/descriptors/{{name}}.parquet",
+        cache=cache_path("{name}"),
+        descriptors=descriptors_path("{name}"),
         split=lambda wc: split_path(wc.name, wc.seed),
         pretrained=lambda wc: variant_model(wc.variant),
     output:

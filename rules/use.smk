@@ -4,9 +4,9 @@
 
 rule inchikeys:
     input:
-        f"{DATA}/clean/{{name}}.parquet",
+        clean_path("{name}"),
     output:
-        f"{DATA}/inchikeys/{{name}}.parquet",
+        inchikeys_path("{name}"),
     log:
         f"{LOGS}/inchikeys/{{name}}.log",
     conda:
@@ -21,7 +21,7 @@ rule inchikeys:
 
 rule leakage:
     input:
-        corpus_keys=f"{DATA}/inchikeys/{{corpus}}.parquet",
+        corpus_keys=inchikeys_path("{corpus}"),
         tables=leakage_inputs()["tables"],
         splits=leakage_inputs()["splits"],
     output:
@@ -52,11 +52,11 @@ rule leakage:
 
 rule leakage_filter:
     input:
-        cache=f"{DATA}/cache/{{corpus}}.parquet",
-        corpus_keys=f"{DATA}/inchikeys/{{corpus}}.parquet",
+        cache=cache_path("{corpus}"),
+        corpus_keys=inchikeys_path("{corpus}"),
         molecules=rules.leakage.output.molecules,
     output:
-        cache=f"{DATA}/cache/{{corpus}}.noleak.parquet",
+        cache=cache_path("{corpus}.noleak"),
         summary=f"{RESULTS}/leakage/{{corpus}}/filter.json",
     log:
         f"{LOGS}/leakage/{{corpus}}.filter.log",
