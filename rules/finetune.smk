@@ -87,10 +87,12 @@ rule table:
             f"up to {FINETUNE['epochs']} epochs, early stop after {FINETUNE['patience']}"
             " epochs without improvement"
         ),
+        datasets=config["run"]["datasets"],
         tracking=TRACKING_RECORD,
     shell:
         "bbmn table {input} --out-dir $(dirname {output.classification_md})"
-        " --selection '{params.selection}' --tracking-parent {params.tracking} > {log} 2>&1"
+        " --selection '{params.selection}' --datasets {params.datasets}"
+        " --tracking-parent {params.tracking} > {log} 2>&1"
 
 
 rule probe:
@@ -142,9 +144,10 @@ rule probe_table:
         "../envs/train.yaml"
     params:
         selection="linear probe of the frozen encoder, regularization chosen on validation",
+        datasets=probe_datasets(),
     shell:
         "bbmn table {input} --out-dir $(dirname {output.classification_md})"
-        " --selection '{params.selection}' > {log} 2>&1"
+        " --selection '{params.selection}' --datasets {params.datasets} > {log} 2>&1"
 
 
 # The pre-training ablation: the main run and every variant, fine-tuned on the same splits.

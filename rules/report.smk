@@ -43,8 +43,11 @@ rule plot_comparison:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        datasets=config["run"]["datasets"],
     shell:
-        "bbmn plot comparison {input} --out {output.png} > {log} 2>&1"
+        "bbmn plot comparison {input} --out {output.png} --datasets {params.datasets}"
+        " > {log} 2>&1"
 
 
 rule plot_roc:
@@ -88,8 +91,11 @@ rule plot_health:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        datasets=list(dict.fromkeys(config["run"]["datasets"] + probe_datasets())),
     shell:
-        "bbmn plot health {input} --out {output.png} > {log} 2>&1"
+        "bbmn plot health {input} --out {output.png} --datasets {params.datasets}"
+        " > {log} 2>&1"
 
 
 rule plot_tables:

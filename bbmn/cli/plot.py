@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from bbmn.cli.table import add_datasets_option
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plot", help="figures for the report: pre-training curves, per-dataset bars, ROC",
@@ -23,11 +25,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             "the tables are built from.")
     cmp_.add_argument("metrics", nargs="+", help="metrics.json of fine-tuning and baseline runs")
     cmp_.add_argument("--out", required=True, help="figure path (OUT.png and OUT.svg are written)")
+    add_datasets_option(cmp_)
     hlt = kinds.add_parser("health", help="representation health: over-smoothing, spread and rank of "
                            "the pooled views, their share of the heads' input", description="Reads the "
                            "health records in the metrics.json of probe and fine-tuning runs.")
     hlt.add_argument("metrics", nargs="+", help="metrics.json of probe and fine-tuning runs")
     hlt.add_argument("--out", required=True, help="figure path (OUT.png and OUT.svg are written)")
+    add_datasets_option(hlt)
     roc = kinds.add_parser("roc", help="ROC curves of one classification dataset's test predictions",
                            description="Reads each metrics.json and the predictions.csv beside it.")
     roc.add_argument("metrics", nargs="+", help="metrics.json of the dataset's runs (any models, seeds)")
@@ -51,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
     if args.kind == "pretrain":
         written = plots.plot_pretrain(args.run_dir, args.out, args.title)
     elif args.kind == "comparison":
-        written = plots.plot_comparison(args.metrics, args.out)
+        written = plots.plot_comparison(args.metrics, args.out, args.datasets)
     elif args.kind == "health":
-        written = plots.plot_health(args.metrics, args.out)
+        written = plots.plot_health(args.metrics, args.out, args.datasets)
     elif args.kind == "roc":
         written = plots.plot_roc(args.metrics, args.out)
     elif args.kind == "tables":

@@ -13,14 +13,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", required=True, help="directory for the table files")
     p.add_argument("--selection", help="training budget and stopping rule, for the caption "
                    "(default: the spec's: up to 100 epochs, early stop after 30 without improvement)")
+    add_datasets_option(p)
     p.add_argument("--tracking-parent", help="log the tables as artifacts of this workflow's run")
     p.set_defaults(run=run)
+
+
+def add_datasets_option(parser: argparse.ArgumentParser) -> None:
+    """``--datasets``: the run's dataset order (``run.datasets``), which the metric files do not
+    hold; ``bbmn plot`` takes it too, so the figures' panels follow the tables' columns."""
+    parser.add_argument("--datasets", nargs="*", default=[], metavar="NAME",
+                        help="the run's datasets in config order: the paper's come first in the "
+                        "paper's order, then the others in this order (default: by name)")
 
 
 def run(args: argparse.Namespace) -> int:
     from bbmn.eval.tables import write_tables
 
-    written = write_tables(args.metrics, args.out_dir, args.selection)
+    written = write_tables(args.metrics, args.out_dir, args.selection, args.datasets)
     if args.tracking_parent:
         from bbmn.train.tracking import Tracker
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from bbmn.errors import BbmnError
 from bbmn.eval.metrics import HIGHER_IS_BETTER
-from bbmn.eval.reference import CLASSIFICATION_ORDER, REGRESSION_ORDER
+from bbmn.eval.reference import in_table_order
 from bbmn.io import atomic_path
 
 #: the row of the main run (fine-tuned without ``--variant``)
@@ -111,9 +111,7 @@ def load_variants(metric_files: Iterable[str | Path]) -> list[VariantRuns]:
 
 def ablation_frame(variants: Sequence[VariantRuns]) -> pd.DataFrame:
     """One line per variant and dataset: settings, mean, std, seeds, and the cell's text."""
-    datasets = [d for d in (*CLASSIFICATION_ORDER, *REGRESSION_ORDER)
-                if any(d in v.scores for v in variants)]
-    datasets += sorted({d for v in variants for d in v.scores} - set(datasets))
+    datasets = in_table_order({d for v in variants for d in v.scores})
     lines = []
     for v in variants:
         for d in datasets:

@@ -22,6 +22,15 @@ METRICS_FOR = {"classification": ("roc_auc",), "regression": ("rmse", "mae")}
 HIGHER_IS_BETTER = {"roc_auc": True, "rmse": False, "mae": False}
 
 
+def task_type_of(metric: str) -> str:
+    """The task type a metric scores (each metric fits one type, :data:`METRICS_FOR`): what a
+    metric file without a ``task_type`` was made for."""
+    for task_type, metrics in METRICS_FOR.items():
+        if metric in metrics:
+            return task_type
+    raise BbmnError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+
+
 @dataclass
 class Score:
     """A dataset-level score and what it is made of.

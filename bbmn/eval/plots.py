@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from bbmn.errors import BbmnError
-from bbmn.eval.reference import CLASSIFICATION_ORDER, DISPLAY_NAMES, REFERENCE_ROWS, REGRESSION_ORDER
+from bbmn.eval.reference import DISPLAY_NAMES, REFERENCE_ROWS, in_table_order
 from bbmn.eval.tables import Cell, RunResult, load_results
 from bbmn.io import atomic_path
 from bbmn.kinds import BY_KEY, colour_of, label_of, row_order
@@ -145,11 +145,6 @@ def plot_pretrain(run_dir: str | Path, out: str | Path, title: str | None = None
 # Per-dataset comparison
 
 
-def _dataset_order(datasets: Iterable[str]) -> list[str]:
-    known = list(CLASSIFICATION_ORDER) + list(REGRESSION_ORDER)
-    return sorted(set(datasets), key=lambda d: (known.index(d) if d in known else len(known), d))
-
-
 def comparison_cells(results: Sequence[RunResult]) -> dict[str, dict[str, Cell]]:
     """``{dataset: {row: Cell}}``: each model's test scores over seeds, per dataset."""
     cells: dict[str, dict[str, Cell]] = defaultdict(dict)
@@ -203,23 +198,32 @@ def comparison_bars(cells: dict[str, Cell], labels: dict[str, str], dataset: str
     return bars
 
 
-def plot_comparison(metric_files: Sequence[str | Path], out: str | Path) -> dict[str, str]:
+def comparison_panels(results: Sequence[RunResult], datasets: Sequence[str] = ()) -> dict[str, list[Bar]]:
+    """``{dataset: its bars}``, one panel per dataset the metric files score (a user's own too),
+    in the tables' column order; ``datasets`` is the run's order (``run.datasets``), as for
+    :func:`bbmn.eval.tables.write_tables`."""
+    cells = comparison_cells(results)
+    labels = {r.row: r.label or label_of(r.row) for r in results}
+    return {dataset: comparison_bars(cells[dataset], labels, dataset)
+            for dataset in in_table_order(cells, datasets)}
+
+
+def plot_comparison(metric_files: Sequence[str | Path], out: str | Path,
+                    datasets: Sequence[str] = ()) -> dict[str, str]:
     """Bars of mean test score with population-std error bars, one panel per dataset: our rows
-    (pre-trained, scratch, baselines) and the published reference rows (hatched)."""
+    (pre-trained, scratch, baselines) and the published reference rows (hatched), panels as
+    :func:`comparison_panels` orders them."""
     results = load_results(metric_files)
     if not results:
         raise BbmnError("no metric files given")
-    cells = comparison_cells(results)
     metric_of = {r.dataset: r.metric for r in results}
-    labels = {r.row: r.label or label_of(r.row) for r in results}
-    datasets = _dataset_order(cells)
+    panels = comparison_panels(results, datasets)
     plt = _pyplot()
-    ncols = min(len(datasets), 4)
-    nrows = math.ceil(len(datasets) / ncols)
+    ncols = min(len(panels), 4)
+    nrows = math.ceil(len(panels) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols + 0.5, 3.4 * nrows), squeeze=False)
     handles = {}
-    for ax, dataset in zip(axes.flat, datasets):
-        bars = comparison_bars(cells[dataset], labels, dataset)
+    for ax, (dataset, bars) in zip(axes.flat, panels.items()):
         for xi, bar in enumerate(bars):
             h = ax.bar(xi, 0 if math.isnan(bar.mean) else bar.mean,
                        yerr=None if math.isnan(bar.std) else bar.std, color=bar.colour, hatch=bar.hatch,
@@ -236,7 +240,7 @@ def plot_comparison(metric_files: Sequence[str | Path], out: str | Path) -> dict
         if metric == "roc_auc":
             low = min([b.bottom for b in bars if not math.isnan(b.mean)] + [1.0])
             ax.set_ylim(max(0.0, math.floor(low * 10) / 10 - 0.05), 1.0)
-    for ax in list(axes.flat)[len(datasets):]:
+    for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     order = sorted(handles, key=lambda k: (k not in BY_KEY, row_order(k)))
     fig.legend([handles[k] for k in order], [handles[k].get_label() for k in order],
@@ -278,18 +282,20 @@ def read_health(metric_files: Sequence[str | Path]) -> tuple[dict, dict]:
     return probes, dict(finetunes)
 
 
-def plot_health(metric_files: Sequence[str | Path], out: str | Path) -> dict[str, str]:
+def plot_health(metric_files: Sequence[str | Path], out: str | Path,
+                datasets: Sequence[str] = ()) -> dict[str, str]:
     """Do the graph views count? Four panels from probe and fine-tuning runs' health records:
     within-molecule cosine of the atom and edge states after each block (over-smoothing), each
     encoder's between-molecule spread and effective rank of the pooled views per dataset, and the
-    views' share of the heads' input variance at the kept fine-tuning epoch."""
+    views' share of the heads' input variance at the kept fine-tuning epoch. Datasets in the
+    tables' column order (``datasets``: the run's order, as for :func:`plot_comparison`)."""
     probes, finetunes = read_health(metric_files)
     if not probes and not finetunes:
         raise BbmnError("no health records in the given metric files (probe or fine-tuning runs)")
     plt = _pyplot()
     fig, axes = plt.subplots(1, 5, figsize=(21, 3.9))
     rows = sorted({row for _, row in probes}, key=row_order)
-    datasets = _dataset_order({d for d, _ in probes} | {d for d, _ in finetunes})
+    datasets = in_table_order({d for d, _ in probes} | {d for d, _ in finetunes}, datasets)
     for branch, ax in zip(("atom", "edge"), axes[:2]):
         for row in rows:
             curves = np.array([probes[(d, row)]["stage_cosine"][branch] for d in datasets
@@ -432,7 +438,7 @@ def plot_ablation(metric_files: Sequence[str | Path], out: str | Path) -> dict[s
         raise BbmnError("no metric files given")
     family = mask_ratio_family(variants)
     others = [v for v in variants if v not in family]
-    datasets = _dataset_order({d for v in variants for d in v.scores})
+    datasets = in_table_order({d for v in variants for d in v.scores})
     plt = _pyplot()
     ncols = min(len(datasets), 4)
     nrows = math.ceil(len(datasets) / ncols)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 #: dataset -> (mean, std) for each reference model; ROC-AUC for classification, RMSE / MAE else.
 REFERENCE_ROWS: dict[str, dict[str, tuple[float, float]]] = {
     "GROVER-base (48M params, 10M mols)": {
@@ -27,3 +29,17 @@ REGRESSION_ORDER = ("freesolv", "esol", "lipo", "qm7", "qm8")
 DISPLAY_NAMES = {"bbbp": "BBBP", "sider": "SIDER", "clintox": "ClinTox", "bace": "BACE",
                  "tox21": "Tox21", "toxcast": "ToxCast", "freesolv": "FreeSolv", "esol": "ESOL",
                  "lipo": "Lipo", "qm7": "QM7", "qm8": "QM8"}
+
+
+def in_table_order(datasets: Iterable[str], run_order: Sequence[str] = ()) -> list[str]:
+    """``datasets`` (each once) in the order the tables and figures show them: the paper's
+    datasets in the paper's order, then the others in ``run_order`` (the run's ``run.datasets``,
+    so a user's own sets keep the order the config gives them), then any left, by name.
+
+    The one place that orders datasets, so a table's columns and a figure's panels agree, and a
+    dataset the paper does not know is shown rather than dropped.
+    """
+    names = set(datasets)
+    paper = [d for d in (*CLASSIFICATION_ORDER, *REGRESSION_ORDER) if d in names]
+    run = [d for d in dict.fromkeys(run_order) if d in names and d not in paper]
+    return paper + run + sorted(names - set(paper) - set(run))

@@ -4,6 +4,8 @@ Every fine-tuning, probe or baseline run writes a ``metrics.json`` (dataset, see
 label, metric, test score per task). This module groups them by table row and dataset, reports
 mean (population std) over seeds, adds the published reference rows of spec section 11 and the
 differences to them, and writes each table as CSV, Markdown and LaTeX, plus a per-task file.
+A table (one per task type) has every dataset the files score for it: the paper's in the
+paper's order, then a user's own in the run's order (``bbmn table --datasets``).
 
 Paired rows (:data:`bbmn.kinds.PAIRS`, e.g. pre-trained − scratch) compare two rows seed by seed
 on the same split files: the mean difference, its spread, and on how many seeds the first row is
@@ -25,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from bbmn.errors import BbmnError
-from bbmn.eval.reference import (BATMANNET_PAPER_CLASSIFICATION_MEAN, CLASSIFICATION_ORDER,
-                                 DISPLAY_NAMES, REFERENCE_ROWS, REGRESSION_ORDER)
-from bbmn.eval.metrics import HIGHER_IS_BETTER
+from bbmn.eval.reference import (BATMANNET_PAPER_CLASSIFICATION_MEAN, DISPLAY_NAMES, REFERENCE_ROWS,
+                                 in_table_order)
+from bbmn.eval.metrics import HIGHER_IS_BETTER, METRICS_FOR, check_metric, task_type_of
 from bbmn.io import atomic_path
 from bbmn.kinds import PAIRS, row_order
 
@@ -43,6 +45,7 @@ class RunResult:
     row: str
     label: str
     metric: str
+    task_type: str
     value: float
     tasks: list[str]
     per_task: list[float | None]
@@ -83,12 +86,22 @@ def load_results(paths: Iterable[str | Path]) -> list[RunResult]:
             test = m["test"]
             results.append(RunResult(
                 dataset=m["dataset"], seed=int(m["seed"]), row=m["row"], label=m["label"],
-                metric=m["metric"], value=float(test["value"]), tasks=list(m.get("tasks", [])),
-                per_task=list(test.get("per_task", [])),
+                metric=m["metric"], task_type=_task_type(m), value=float(test["value"]),
+                tasks=list(m.get("tasks", [])), per_task=list(test.get("per_task", [])),
                 split_method=(m.get("split") or {}).get("method", "unknown"), path=str(path)))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, BbmnError) as exc:
             raise BbmnError(f"cannot read metric file {path}: {exc}") from None
     return results
+
+
+def _task_type(record: dict) -> str:
+    """A metric file's task type, which picks its table; a file without one (older runs) gets
+    its metric's. Checked against the metric: a type neither table shows would drop the dataset."""
+    task_type = record.get("task_type") or task_type_of(record["metric"])
+    if task_type not in METRICS_FOR:
+        raise ValueError(f"task_type {task_type!r} is not one of {', '.join(METRICS_FOR)}")
+    check_metric(record["metric"], task_type)
+    return task_type
 
 
 def _check_consistent(results: Sequence[RunResult]) -> tuple[str, list[int]]:
@@ -224,13 +237,17 @@ def build_table(results: Sequence[RunResult], order: Sequence[str], with_mean: b
                  for row in ours}
     for row in ours:
         add("result", row, labels[row], ours_values[row], seeds_run[row])
+    # published rows only where they have numbers: a user's own datasets have none
     for ref, numbers in REFERENCE_ROWS.items():
-        add("reference", ref, ref, {d: (*numbers[d], 3) for d in datasets if d in numbers})
+        published = {d: (*numbers[d], 3) for d in datasets if d in numbers}
+        if published:
+            add("reference", ref, ref, published)
     for row in ours:
         for ref, numbers in REFERENCE_ROWS.items():
             diff = {d: (ours_values[row][d][0] - numbers[d][0], math.nan, 1)
                     for d in datasets if d in ours_values[row] and d in numbers}
-            add("difference", f"{row}-vs-{ref.split(' ')[0]}", f"{labels[row]} − {ref.split(' ')[0]}", diff)
+            if diff:
+                add("difference", f"{row}-vs-{ref.split(' ')[0]}", f"{labels[row]} − {ref.split(' ')[0]}", diff)
     tests = {line["pair"]: line for line in paired_tests(results, datasets)}
     for a, b, label in PAIRS:
         pairs = {d: Paired.of(cells[(a, d)], cells[(b, d)], metric_of[d]) for d in datasets
@@ -256,7 +273,7 @@ def build_table(results: Sequence[RunResult], order: Sequence[str], with_mean: b
 def _wide(frame: pd.DataFrame) -> pd.DataFrame:
     wide = frame.pivot_table(index=["kind", "row", "label"], columns="dataset", values="text",
                              aggfunc="first", sort=False)
-    columns = [c for c in list(CLASSIFICATION_ORDER) + list(REGRESSION_ORDER) + ["mean"] if c in wide.columns]
+    columns = list(dict.fromkeys(frame["dataset"]))  # build_table's order: datasets, then the mean
     wide = wide[columns].reset_index()
     order = {"result": 0, "paired": 1, "reference": 2, "difference": 3}
     wide["_k"] = wide["kind"].map(order)
@@ -369,12 +386,24 @@ def caption(kind: str, protocol: str, seeds: Sequence[int], selection: str | Non
     return text
 
 
+#: The tables, one per task type, and whether each has a Mean column.
+TABLES = (("classification", True), ("regression", False))
+
+
+def table_datasets(results: Sequence[RunResult], task_type: str, run_order: Sequence[str] = ()) -> list[str]:
+    """The datasets of ``task_type``'s table, every one the metric files score for it (a
+    user's own too), in column order (:func:`bbmn.eval.reference.in_table_order`)."""
+    return in_table_order({r.dataset for r in results if r.task_type == task_type}, run_order)
+
+
 def write_tables(metric_files: Iterable[str | Path], out_dir: str | Path,
-                 selection: str | None = None) -> dict[str, str]:
+                 selection: str | None = None, datasets: Sequence[str] = ()) -> dict[str, str]:
     """Build and write every table; return ``{name: path}`` of the files written.
 
     ``selection`` describes the training budget and early stopping for the caption (default: the
-    spec's "early stop after 30 epochs without improvement").
+    spec's "early stop after 30 epochs without improvement"). ``datasets`` is the run's dataset
+    order (``run.datasets``): the paper's datasets come first in the paper's order, then the
+    others in this order (by name if it leaves them out).
     """
     results = load_results(metric_files)
     if not results:
@@ -382,9 +411,8 @@ def write_tables(metric_files: Iterable[str | Path], out_dir: str | Path,
     protocol, seeds = _check_consistent(results)
     out_dir = Path(out_dir)
     written: dict[str, str] = {}
-    for kind, order, with_mean in (("classification", CLASSIFICATION_ORDER, True),
-                                   ("regression", REGRESSION_ORDER, False)):
-        frame = build_table(results, order, with_mean)
+    for kind, with_mean in TABLES:
+        frame = build_table(results, table_datasets(results, kind, datasets), with_mean)
         text = caption(kind, protocol, seeds, selection)
         for suffix, content in (("csv", frame.to_csv(index=False) if not frame.empty else ""),
                                 ("md", render_markdown(frame, text) if not frame.empty else
@@ -395,10 +423,8 @@ def write_tables(metric_files: Iterable[str | Path], out_dir: str | Path,
                 tmp.write_text(content)
             written[f"{kind}.{suffix}"] = str(path)
     # one test per table: ROC-AUC and RMSE differences have different units and are not ranked together
-    paired = pd.DataFrame([{"table": kind, **line}
-                           for kind, order in (("classification", CLASSIFICATION_ORDER),
-                                               ("regression", REGRESSION_ORDER))
-                           for line in paired_tests(results, order)])
+    paired = pd.DataFrame([{"table": kind, **line} for kind, _ in TABLES
+                           for line in paired_tests(results, table_datasets(results, kind))])
     with atomic_path(out_dir / "paired.csv") as tmp:
         paired.to_csv(tmp, index=False)
     written["paired.csv"] = str(out_dir / "paired.csv")

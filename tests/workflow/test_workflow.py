@@ -31,11 +31,12 @@ def snakemake(workdir, *args, check=True):
     return subprocess.run(cmd, capture_output=True, text=True, check=check, env=env)
 
 
-def tiny_workflow(tmp_path_factory, name: str) -> Path:
-    """A finished tiny-preset run in a fresh working directory with the repository's config.yaml."""
+def tiny_workflow(tmp_path_factory, name: str, *overrides: str) -> Path:
+    """A finished tiny-preset run in a fresh working directory with the repository's config.yaml;
+    ``overrides`` are --config entries over the preset (a user's change to the config)."""
     workdir = tmp_path_factory.mktemp(name)
     shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
-    done = snakemake(workdir, check=False)
+    done = snakemake(workdir, *(("--config", "preset=tiny", *overrides) if overrides else ()), check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return workdir
 
@@ -150,6 +151,35 @@ def test_tiny_workflow_draws_the_figures(tiny_run):
     assert tables.count("<table>") == 2 and "BatmanNet (pre-trained)" in tables and "ESOL (RMSE)" in tables
     overview = (figures / "overview.html").read_text()
     assert overview.count("<table>") == 2 and overview.count('src="data:image/png;base64,') == 4
+
+
+#: A user's dataset registered through config alone: a slice of ClinTox under a name of its own.
+MYTOX = ("datasets={mytox: {file: clintox_80.csv, smiles_column: smiles, labels: [FDA_APPROVED, CT_TOX], "
+         "sha256: a76689832cf1ca75aef0db2bb60bf1a408f53d2ae475c286a1ecc8d6f0c52273, "
+         "task: classification, metric: roc_auc, standardize: as_given}}")
+
+
+@pytest.mark.slow
+def test_a_dataset_added_through_config_is_in_the_tables_figures_and_report(tmp_path_factory):
+    """Issue 15.1: a dataset the paper does not know, added in config alone, is a column of the
+    tables and the report's pages, a panel of the comparison and has its ROC curves; the paper's
+    BBBP comes first though run.datasets names mytox first. One fine-tuning kind, no probes, no
+    leakage check: the tables are what is tested."""
+    run = tiny_workflow(tmp_path_factory, "mytox", MYTOX, "run={datasets: [mytox, bbbp]}",
+                        "finetune={kinds: [pretrained]}", "probe={encoders: []}", "leakage={check: false}")
+    tables, figures = run / "results" / "tables", run / "results" / "figures"
+    frame = pd.read_csv(tables / "classification.csv")
+    assert list(dict.fromkeys(frame.dataset)) == ["bbbp", "mytox", "mean"]
+    mytox = frame[(frame.kind == "result") & (frame.dataset == "mytox")]
+    assert set(mytox.row) == {"batmannet_pretrained", "ecfp_rf"}
+    assert (frame[frame.kind == "reference"].set_index("dataset").loc["mytox", "text"] == "–").all()
+    header = "| Model | BBBP (ROC-AUC) | mytox (ROC-AUC) | Mean |"
+    assert header in (tables / "classification.md").read_text()
+    assert "<th>mytox (ROC-AUC)</th>" in (figures / "tables.html").read_text()
+    assert "<th>mytox (ROC-AUC)</th>" in (figures / "overview.html").read_text()
+    svg = (figures / "comparison.svg").read_text()
+    assert 0 < svg.index("BBBP") < svg.index("mytox")
+    assert (figures / "roc_mytox.png").stat().st_size > 5_000
 
 
 def _chromium():
