@@ -24,11 +24,10 @@ removed once the outputs are written. A run starts by removing an earlier run's 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,20 +42,19 @@ from bbmn.eval.metrics import check_metric, is_better, score
 from bbmn.eval.records import write_metrics, write_predictions
 from bbmn.inference.prepare import cleaning_of
 from bbmn.inference.pyfunc import remove_pyfunc, save_pyfunc
-from bbmn.io import atomic_path, sha256_file, write_json
+from bbmn.io import sha256_file
 from bbmn.kinds import FINETUNE_KINDS, RunKind
 from bbmn.models.batmannet import count_parameters
 from bbmn.models.options import ENCODER_SIZES
 from bbmn.models.finetune import LOADABLE_KINDS, BatmanNetFinetune, LoadReport, combine_heads
 from bbmn.train.card import check_model, data_files, make_card, plain
-from bbmn.train.checkpoint import (load_checkpoint, load_optimizer_state, optimizer_state, resumable_state,
-                                   rng_state, save_checkpoint, set_rng_state)
+from bbmn.train.checkpoint import load_checkpoint, save_checkpoint
 from bbmn.train.config import FinetuneConfig
 from bbmn.train.determinism import deterministic, seed_everything
 from bbmn.train.device import autocast, device_of, resolve_device, to_device, use_bf16
+from bbmn.train.loop import Clock, RunFiles, Throughput, Training, adam, noam_schedule, training_fingerprint
 from bbmn.train.runtime import peak_rss_mb
-from bbmn.train.schedule import NoamSchedule
-from bbmn.train.tracking import Tracker, config_hash, flat_metrics
+from bbmn.train.tracking import Tracker, flat_metrics
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +110,7 @@ def make_optimizer(model: BatmanNetFinetune, cfg: FinetuneConfig) -> torch.optim
     else:
         for p in encoder:
             p.requires_grad_(False)
-    return torch.optim.Adam(groups, lr=cfg.init_lr, weight_decay=cfg.weight_decay, fused=True)
+    return adam(groups, cfg)
 
 
 def part_views(model: BatmanNetFinetune, part: LabelledPart, batch_size: int,
@@ -180,28 +178,6 @@ def predict_part(model: BatmanNetFinetune, batches: list, bf16: bool = False) ->
     return np.concatenate(preds).astype(np.float64), (loss_sum / count if count else math.nan)
 
 
-@dataclass
-class _State:
-    """Progress of a run: what a checkpoint restores besides weights and optimizer."""
-
-    epoch: int = 0  # epochs finished
-    step: int = 0
-    best_epoch: int = 0
-    best_value: float | None = None
-    best_state: dict | None = None
-    bad_epochs: int = 0
-    history: list = field(default_factory=list)
-    stopped: str | None = None
-    seconds: float = 0.0  # wall time of earlier invocations
-    train_seconds: float = 0.0
-    train_molecules: int = 0
-
-
-def _fingerprint(cfg: FinetuneConfig, model_config: dict, files: list[Path | None]) -> str:
-    return config_hash({**cfg.training_keys(), "model": model_config,
-                        "files": [sha256_file(f) if f is not None else None for f in files]})
-
-
 def _selection(metric: str, data: LabelledData) -> str:
     """``val_metric``, or ``val_loss`` when the validation labels cannot give a metric value."""
     labels = data.val.labels
@@ -244,206 +220,287 @@ def finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out:
 def _finetune(cache: str | Path, descriptors: str | Path, split: str | Path, out: str | Path,
               cfg: FinetuneConfig, checkpoint: str | Path | None, tracking_parent: str | Path | None,
               tracking_required: bool) -> dict:
-    started = time.perf_counter()
-    out = Path(out)
-    for name in RESULTS:  # a run that fails must not leave an earlier run's result behind
-        (out / name).unlink(missing_ok=True)
-    remove_pyfunc(out)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)  # a bad --device fails before the data is read
-    bf16 = use_bf16(cfg.bf16, device)
-    data = load_labelled(cache, descriptors, split, cfg.descriptor_scaling)
-    check_metric(cfg.metric, data.task_type)
-    kind = run_kind(cfg.inputs, checkpoint is not None)
-    init = kind.init
-    pretrained = load_checkpoint(checkpoint) if checkpoint is not None else None
-    if pretrained is not None:  # a training checkpoint (no kind) loads as it did before cards
-        check_model(pretrained, checkpoint, (*LOADABLE_KINDS, None), "bbmn finetune --checkpoint")
-    model_config = resolve_model_config(cfg.model, pretrained.get("model_config") if pretrained else None)
-    model_config.update(descriptor_dim=data.train.descriptors.shape[1], disagreement=cfg.disagreement,
-                        inputs=cfg.inputs, view_norm=cfg.view_norm, add_positions=cfg.add_positions,
-                        frozen_encoder=cfg.encoder_lr == 0)
-
-    seed_everything(cfg.seed)  # fresh weights: the same draws for scratch and pre-trained runs
-    model = BatmanNetFinetune(len(data.tasks), data.task_type, **model_config)
-    report: LoadReport | None = model.load_pretrained(pretrained) if pretrained is not None else None
-    del pretrained
-    model.to(device)
-    if cfg.compile:
-        model.enable_compile()
-    if cfg.view_norm == "standardize":  # fixed statistics: the initial encoder's on the training part
-        views = part_views(model, data.train, cfg.eval_batch_size, raw=True)
-        model.atom_view_norm.set_statistics(torch.from_numpy(views[0]))
-        model.bond_view_norm.set_statistics(torch.from_numpy(views[1]))
-    health_at_start = view_health(model, data.train, cfg.eval_batch_size)
-
-    steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
-    warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total_steps)
-    optimizer = make_optimizer(model, cfg)
-    schedule = NoamSchedule(optimizer, warmup, total_steps, cfg.init_lr, cfg.max_lr, cfg.final_lr)
-    selection = _selection(cfg.metric, data)
-
-    latest = out / "checkpoints" / "latest.pt"
-    fingerprint = _fingerprint(cfg, model.config, [Path(cache), Path(descriptors), Path(split),
-                                                    Path(checkpoint) if checkpoint else None])
-    st = _State()
-    saved = resumable_state(latest, fingerprint)
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        load_optimizer_state(optimizer, model, saved["optimizer"], latest)
-        schedule.load_state_dict(saved["schedule"])
-        set_rng_state(saved["rng"])
-        st = _State(**saved["progress"])
-        log.info("resuming from %s: %d epochs done", latest, st.epoch)
-    out.mkdir(parents=True, exist_ok=True)
-    params = {**asdict(cfg), "device": str(device), "bf16": bf16, "model": model.config, "init": init, "kind": kind.key, "cache": str(cache),
-              "descriptors": str(descriptors), "split": data.split,
-              "checkpoint": str(checkpoint) if checkpoint else None, "selection": selection,
-              "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
-              "warmup_steps": warmup, "parameters": count_parameters(model),
-              "pretrained_weights": report.as_dict() if report else None}
-    write_json(out / "config.json", params)
-    with atomic_path(out / "history.jsonl") as tmp:  # drop lines of an epoch the checkpoint lacks
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in st.history))
-
-    def used_minutes() -> float:  # over all invocations of this run
-        return (st.seconds + time.perf_counter() - resumed_at) / 60
-
-    def out_of_time() -> bool:
-        return bool(cfg.max_minutes) and used_minutes() >= cfg.max_minutes
-
-    val_batches = list(_batches(data.val, np.arange(len(data.val)), cfg.eval_batch_size, device))
-    tracker = Tracker(f"finetune-{cfg.dataset}-{kind.key}-seed{cfg.seed}",
-                      tags={"stage": "finetune", "dataset": cfg.dataset, "seed": cfg.seed,
-                            "init": init, "kind": kind.key, "metric": cfg.metric,
-                            **({"variant": cfg.variant} if cfg.variant else {})},
-                      params={k: v for k, v in params.items() if k != "pretrained_weights"},
-                      parent=tracking_parent, required=tracking_required)
-    resumed_at = started
-    with tracker:
-        while st.stopped is None:
-            epoch_started = time.perf_counter()
-            losses, partial = _train_epoch(model, optimizer, schedule, data.train, cfg, st, out_of_time,
-                                           device, bf16)
-            record = _validate(model, val_batches, data, cfg, selection, st, bf16)
-            record.update(train_loss=float(np.mean(losses)) if losses else math.nan,
-                          lr=schedule.get_last_lr()[0], partial=partial,
-                          seconds=round(time.perf_counter() - epoch_started, 3))
-            st.history.append(record)
-            with open(out / "history.jsonl", "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-            tracker.log_metrics({k: v for k, v in record.items() if isinstance(v, float)
-                                 and math.isfinite(v)}, step=st.epoch)
-            log.info("epoch %d/%d: train loss %.4f, val %s %.4f, val loss %.4f, lr %.2e, %.1f s%s",
-                     st.epoch, cfg.epochs, record["train_loss"], cfg.metric,
-                     record[f"val_{cfg.metric}"], record["val_loss"], record["lr"],
-                     record["seconds"], " (best)" if record["improved"] else "")
-            if partial or out_of_time():
-                st.stopped = "time_budget"
-            elif st.bad_epochs >= cfg.patience:
-                st.stopped = "patience"
-            elif st.epoch >= cfg.epochs:
-                st.stopped = "epochs"
-            st.seconds += time.perf_counter() - resumed_at
-            resumed_at = time.perf_counter()
-            save_checkpoint(latest, model=model.state_dict(), optimizer=optimizer_state(optimizer, model),
-                            schedule=schedule.state_dict(), rng=rng_state(), progress=dict(vars(st)),
-                            fingerprint=fingerprint)
-        log.info("stopped (%s) after %d epochs; best epoch %d", st.stopped, st.epoch, st.best_epoch)
-
-        if st.best_state is None:
-            log.warning("no epoch gave a finite validation value (%s): scoring the last epoch", selection)
-            st.best_epoch, st.best_state = st.epoch, model.state_dict()
-        model.load_state_dict(st.best_state)
-        card = make_card("batmannet-finetuned", model.config, asdict(cfg),
-                         data_files(cache=cache, descriptors=descriptors, split=split, checkpoint=checkpoint),
-                         st.step, st.epoch, {}, best_epoch=st.best_epoch, stopped=st.stopped, init=init,
-                         row=kind.key, task={"dataset": cfg.dataset, "tasks": data.tasks,
-                                             "task_type": data.task_type, "metric": cfg.metric})
-        health = {"start": health_at_start, "best_epoch": view_health(model, data.train, cfg.eval_batch_size)}
-        metrics = {
-            "dataset": cfg.dataset, "seed": cfg.seed, "model": "batmannet", "init": init,
-            "row": kind.key, "label": kind.label, "metric": cfg.metric, "variant": cfg.variant,
-            "task_type": data.task_type, "tasks": data.tasks, "split": data.split,
-            "best_epoch": st.best_epoch, "epochs_run": st.epoch, "stopped": st.stopped,
-            "selection": selection,
-            **_score_and_save(model, data, cfg, out, bf16, extra=dict(best_epoch=st.best_epoch, init=init,
-                                                                     **cleaning_of(cache)), card=card),
-            "checkpoint": ({"path": str(checkpoint), "loaded": len(report.loaded),
-                            "fresh": len(report.fresh)} if report is not None else None),
-            "seconds": round(used_minutes() * 60, 2),
-            "molecules_per_s": round(st.train_molecules / max(st.train_seconds, 1e-9), 1),
-            "peak_rss_mb": round(peak_rss_mb(), 1),
-            "health": health,
-        }
-        # the same model as an MLflow pyfunc model (bbmn predict's code path), in the run
-        # directory and, when tracking works, as the run's logged model
-        tracker.log_model(save_pyfunc(out, data.test.smiles[:3]))
-        write_metrics(out / "metrics.json", metrics)
-        tracker.log_metrics({f"test_{cfg.metric}": metrics["test"]["value"],
-                             f"best_val_{cfg.metric}": metrics["val"]["value"],
-                             "best_epoch": st.best_epoch, "molecules_per_s": metrics["molecules_per_s"],
-                             "peak_rss_mb": metrics["peak_rss_mb"], **flat_metrics("health", health)},
-                            step=st.epoch)
-        tracker.set_tags({"stopped": st.stopped, "selection": selection})
-        tracker.log_artifact(out / "metrics.json")
-        tracker.log_artifact(out / "predictions.csv")
-    latest.unlink(missing_ok=True)  # the outputs are complete: nothing left to resume
-    if latest.parent.is_dir() and not any(latest.parent.iterdir()):
-        latest.parent.rmdir()
+    run = _Finetuning(cache, descriptors, split, Path(out), cfg, checkpoint)
+    with run.tracker(tracking_parent, tracking_required) as tracker:
+        run.train(tracker)
+        metrics = run.finish()
+    run.remove_checkpoint()  # the outputs are complete: nothing left to resume
     return metrics
 
 
-def _train_epoch(model: BatmanNetFinetune, optimizer: torch.optim.Optimizer, schedule: NoamSchedule,
-                 train: LabelledPart, cfg: FinetuneConfig, st: _State, out_of_time: Callable[[], bool],
-                 device: torch.device = torch.device("cpu"), bf16: bool = False) -> tuple[list[float], bool]:
-    """One pass over the training part in the epoch's seeded order; the batch losses, and whether
-    the time budget cut the epoch short. The losses are read off the device at the end, so a GPU
-    is not made to wait for each step before the next batch is prepared."""
-    model.train()
-    order = np.random.default_rng([cfg.seed, st.epoch]).permutation(len(train))
-    losses, tick, partial = [], time.perf_counter(), False
-    for batch, descriptors, targets in _batches(train, order, cfg.batch_size, device):
-        with autocast(bf16, device):
-            outputs = model(batch, descriptors)
-        loss = model.loss(_float(outputs), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.total.backward()
-        optimizer.step()
-        schedule.step()
-        st.step += 1
-        losses.append(loss.total.detach())
-        now = time.perf_counter()
-        st.train_seconds += now - tick
-        st.train_molecules += len(targets)
-        tick = now
-        if out_of_time():
-            partial = True
-            break
-    st.epoch += 1
-    return (torch.stack(losses).tolist() if losses else []), partial
+@dataclass
+class _State:
+    """Progress of a run: what a checkpoint restores besides weights, optimizer and the
+    throughput (saved beside these fields as ``train_seconds`` and ``train_molecules``)."""
+
+    epoch: int = 0  # epochs finished
+    step: int = 0
+    best_epoch: int = 0
+    best_value: float | None = None
+    best_state: dict | None = None
+    bad_epochs: int = 0
+    history: list = field(default_factory=list)
+    stopped: str | None = None
+    seconds: float = 0.0  # wall time of earlier invocations
 
 
-def _validate(model: BatmanNetFinetune, val_batches: list, data: LabelledData, cfg: FinetuneConfig,
-              selection: str, st: _State, bf16: bool = False) -> dict:
-    """Score the validation part, keep the weights if they are the best so far; the epoch's record."""
-    pred, loss = predict_part(model, val_batches, bf16)
-    val = score(cfg.metric, data.val.labels, data.to_label_units(pred), data.tasks)
-    if selection == "val_metric":
-        improved = is_better(cfg.metric, val.value, st.best_value)
-        value = val.value
-    else:
-        improved = not math.isnan(loss) and (st.best_value is None or loss < st.best_value)
-        value = loss
-    if improved:
-        st.best_epoch, st.best_value, st.bad_epochs = st.epoch, value, 0
-        st.best_state = copy.deepcopy(model.state_dict())
-    else:
-        st.bad_epochs += 1
-    return {"epoch": st.epoch, "step": st.step, f"val_{cfg.metric}": val.value, "val_loss": loss,
-            "improved": improved}
+class _Finetuning:
+    """One invocation of a fine-tuning run: its labelled data, model and training state, its
+    progress (:class:`_State`), and what it writes.
+
+    The steps are methods over this shared state, in the order a run takes them: set up (an
+    earlier run's results are removed first; the weights are seeded after the data is read),
+    resume, train epoch by epoch, finish by scoring the kept epoch.
+    """
+
+    def __init__(self, cache: str | Path, descriptors: str | Path, split: str | Path, out: Path,
+                 cfg: FinetuneConfig, checkpoint: str | Path | None):
+        self.clock = Clock(cfg.max_minutes)  # the earlier invocations' time is added on resume
+        self.inputs = {"cache": cache, "descriptors": descriptors, "split": split, "checkpoint": checkpoint}
+        self.out, self.cfg = out, cfg
+        self.files = RunFiles(out)
+        self.files.remove(RESULTS)  # a run that fails must not leave an earlier run's result behind
+        remove_pyfunc(out)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = resolve_device(cfg.device)  # a bad --device fails before the data is read
+        self.bf16 = use_bf16(cfg.bf16, self.device)
+        self.data = load_labelled(cache, descriptors, split, cfg.descriptor_scaling)
+        check_metric(cfg.metric, self.data.task_type)
+        self.kind = run_kind(cfg.inputs, checkpoint is not None)
+        self._build_model(checkpoint)
+        self.health_at_start = view_health(self.model, self.data.train, cfg.eval_batch_size)
+        self._build_training()
+        self.selection = _selection(cfg.metric, self.data)
+        self.latest = out / "checkpoints" / "latest.pt"
+        self.fingerprint = self._fingerprint()
+        self._resume()
+        self.params = self._params()
+        self.files.start(self.params, self.st.history)  # drops lines of an epoch the checkpoint lacks
+        self.val_batches = list(_batches(self.data.val, np.arange(len(self.data.val)), cfg.eval_batch_size,
+                                         self.device))
+
+    # ------------------------------------------------------------------------------------ set-up
+
+    def _build_model(self, checkpoint: str | Path | None) -> None:
+        """The model with fresh seeded weights (the same draws for scratch and pre-trained runs),
+        the pre-trained ones loaded over them; with ``view_norm`` standardize, the views' fixed
+        statistics (the initial encoder's on the training part)."""
+        cfg, data = self.cfg, self.data
+        pretrained = load_checkpoint(checkpoint) if checkpoint is not None else None
+        if pretrained is not None:  # a training checkpoint (no kind) loads as it did before cards
+            check_model(pretrained, checkpoint, (*LOADABLE_KINDS, None), "bbmn finetune --checkpoint")
+        model_config = resolve_model_config(cfg.model, pretrained.get("model_config") if pretrained else None)
+        model_config.update(descriptor_dim=data.train.descriptors.shape[1], disagreement=cfg.disagreement,
+                            inputs=cfg.inputs, view_norm=cfg.view_norm, add_positions=cfg.add_positions,
+                            frozen_encoder=cfg.encoder_lr == 0)
+        seed_everything(cfg.seed)
+        self.model = model = BatmanNetFinetune(len(data.tasks), data.task_type, **model_config)
+        self.report: LoadReport | None = model.load_pretrained(pretrained) if pretrained is not None else None
+        del pretrained
+        model.to(self.device)
+        if cfg.compile:
+            model.enable_compile()
+        if cfg.view_norm == "standardize":
+            views = part_views(model, data.train, cfg.eval_batch_size, raw=True)
+            model.atom_view_norm.set_statistics(torch.from_numpy(views[0]))
+            model.bond_view_norm.set_statistics(torch.from_numpy(views[1]))
+
+    def _build_training(self) -> None:
+        """The optimizer and the schedule over ``epochs`` full epochs (warm-up in epochs)."""
+        cfg = self.cfg
+        self.steps_per_epoch = math.ceil(len(self.data.train) / cfg.batch_size)
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.warmup = min(int(round(cfg.warmup_epochs * self.steps_per_epoch)), self.total_steps)
+        optimizer = make_optimizer(self.model, cfg)
+        self.training = Training(self.model, optimizer,
+                                 noam_schedule(optimizer, cfg, self.warmup, self.total_steps))
+
+    def _fingerprint(self) -> str:
+        """What a checkpoint must match to be resumed: the settings, the model and the contents
+        of the input files (a rebuilt cache or another split starts afresh)."""
+        return training_fingerprint(self.cfg, model=self.model.config,
+                                    files=[sha256_file(f) if f else None for f in self.inputs.values()])
+
+    def _resume(self) -> None:
+        """Continue after the last finished epoch of ``checkpoints/latest.pt`` when it is this
+        configuration's on these files; else start at epoch 0."""
+        self.st, self.meter = _State(), Throughput()
+        saved = self.training.resume(self.latest, self.fingerprint)
+        if saved is None:
+            return
+        progress = dict(saved["progress"])
+        self.meter = Throughput(progress.pop("train_seconds", 0.0), progress.pop("train_molecules", 0))
+        self.st = _State(**progress)
+        self.clock.earlier_seconds = self.st.seconds
+        log.info("resuming from %s: %d epochs done", self.latest, self.st.epoch)
+
+    def _params(self) -> dict:
+        """The effective configuration and what was loaded (config.json, the tracked run's parameters)."""
+        cfg, inputs = self.cfg, self.inputs
+        return {**asdict(cfg), "device": str(self.device), "bf16": self.bf16, "model": self.model.config,
+                "init": self.kind.init, "kind": self.kind.key, "cache": str(inputs["cache"]),
+                "descriptors": str(inputs["descriptors"]), "split": self.data.split,
+                "checkpoint": str(inputs["checkpoint"]) if inputs["checkpoint"] else None,
+                "selection": self.selection, "steps_per_epoch": self.steps_per_epoch,
+                "total_steps": self.total_steps, "warmup_steps": self.warmup,
+                "parameters": count_parameters(self.model),
+                "pretrained_weights": self.report.as_dict() if self.report else None}
+
+    def tracker(self, parent: str | Path | None, required: bool) -> Tracker:
+        """The run's MLflow run, tagged with the table row it makes."""
+        cfg, kind = self.cfg, self.kind
+        return Tracker(f"finetune-{cfg.dataset}-{kind.key}-seed{cfg.seed}",
+                       tags={"stage": "finetune", "dataset": cfg.dataset, "seed": cfg.seed,
+                             "init": kind.init, "kind": kind.key, "metric": cfg.metric,
+                             **({"variant": cfg.variant} if cfg.variant else {})},
+                       params={k: v for k, v in self.params.items() if k != "pretrained_weights"},
+                       parent=parent, required=required)
+
+    # ---------------------------------------------------------------------------------- training
+
+    def train(self, tracker: Tracker) -> None:
+        """Epochs until the time budget, the patience or the epochs end the run; a checkpoint
+        after each (the time spent so far in it, so that the budget spans restarts)."""
+        self.tracker, st = tracker, self.st
+        while st.stopped is None:
+            record = self._epoch()
+            self._keep(record)
+            st.stopped = self._stop_reason(record["partial"])
+            st.seconds = self.clock.seconds()
+            self.training.save(self.latest, self.fingerprint, progress={
+                **vars(st), "train_seconds": self.meter.seconds, "train_molecules": self.meter.molecules})
+        log.info("stopped (%s) after %d epochs; best epoch %d", st.stopped, st.epoch, st.best_epoch)
+
+    def _epoch(self) -> dict:
+        """Train an epoch and validate it; the epoch's record."""
+        started = time.perf_counter()
+        losses, partial = self._train_epoch()
+        record = self._validate()
+        record.update(train_loss=float(np.mean(losses)) if losses else math.nan, lr=self.training.lr,
+                      partial=partial, seconds=round(time.perf_counter() - started, 3))
+        return record
+
+    def _train_epoch(self) -> tuple[list[float], bool]:
+        """One pass over the training part in the epoch's seeded order; the batch losses, and
+        whether the time budget cut the epoch short. The losses are read off the device at the
+        end, so a GPU is not made to wait for each step before the next batch is prepared."""
+        cfg, st, model, train = self.cfg, self.st, self.model, self.data.train
+        model.train()
+        order = np.random.default_rng([cfg.seed, st.epoch]).permutation(len(train))
+        losses, partial = [], False
+        self.meter.restart()
+        for batch, descriptors, targets in _batches(train, order, cfg.batch_size, self.device):
+            with autocast(self.bf16, self.device):
+                outputs = model(batch, descriptors)
+            loss = model.loss(_float(outputs), targets)
+            self.training.step(loss.total)
+            st.step += 1
+            losses.append(loss.total.detach())
+            self.meter.count(len(targets))
+            if self.clock.out_of_time():
+                partial = True
+                break
+        st.epoch += 1
+        return (torch.stack(losses).tolist() if losses else []), partial
+
+    def _validate(self) -> dict:
+        """Score the validation part, keep the weights if they are the best so far; the start of
+        the epoch's record."""
+        cfg, st, data = self.cfg, self.st, self.data
+        pred, loss = predict_part(self.model, self.val_batches, self.bf16)
+        val = score(cfg.metric, data.val.labels, data.to_label_units(pred), data.tasks)
+        if self.selection == "val_metric":
+            improved = is_better(cfg.metric, val.value, st.best_value)
+            value = val.value
+        else:
+            improved = not math.isnan(loss) and (st.best_value is None or loss < st.best_value)
+            value = loss
+        if improved:
+            st.best_epoch, st.best_value, st.bad_epochs = st.epoch, value, 0
+            st.best_state = copy.deepcopy(self.model.state_dict())
+        else:
+            st.bad_epochs += 1
+        return {"epoch": st.epoch, "step": st.step, f"val_{cfg.metric}": val.value, "val_loss": loss,
+                "improved": improved}
+
+    def _keep(self, record: dict) -> None:
+        """The epoch's record in the history (the checkpoint's, history.jsonl, the tracked run)
+        and in the log."""
+        cfg = self.cfg
+        self.st.history.append(record)
+        self.files.add_record(record)
+        self.tracker.log_metrics({k: v for k, v in record.items() if isinstance(v, float) and math.isfinite(v)},
+                                 step=self.st.epoch)
+        log.info("epoch %d/%d: train loss %.4f, val %s %.4f, val loss %.4f, lr %.2e, %.1f s%s",
+                 self.st.epoch, cfg.epochs, record["train_loss"], cfg.metric, record[f"val_{cfg.metric}"],
+                 record["val_loss"], record["lr"], record["seconds"], " (best)" if record["improved"] else "")
+
+    def _stop_reason(self, partial: bool) -> str | None:
+        """Why the run ends after this epoch (the time budget first), or None to go on."""
+        if partial or self.clock.out_of_time():
+            return "time_budget"
+        if self.st.bad_epochs >= self.cfg.patience:
+            return "patience"
+        if self.st.epoch >= self.cfg.epochs:
+            return "epochs"
+        return None
+
+    # ----------------------------------------------------------------------------------- the end
+
+    def finish(self) -> dict:
+        """Score the kept epoch on the validation and test parts; write model.pt, predictions.csv,
+        the pyfunc model and metrics.json, and track them. Returns the metrics."""
+        cfg, st, data, kind, model = self.cfg, self.st, self.data, self.kind, self.model
+        if st.best_state is None:
+            log.warning("no epoch gave a finite validation value (%s): scoring the last epoch", self.selection)
+            st.best_epoch, st.best_state = st.epoch, model.state_dict()
+        model.load_state_dict(st.best_state)
+        card = make_card("batmannet-finetuned", model.config, asdict(cfg), data_files(**self.inputs),
+                         st.step, st.epoch, {}, best_epoch=st.best_epoch, stopped=st.stopped, init=kind.init,
+                         row=kind.key, task={"dataset": cfg.dataset, "tasks": data.tasks,
+                                             "task_type": data.task_type, "metric": cfg.metric})
+        health = {"start": self.health_at_start,
+                  "best_epoch": view_health(model, data.train, cfg.eval_batch_size)}
+        metrics = {
+            "dataset": cfg.dataset, "seed": cfg.seed, "model": "batmannet", "init": kind.init,
+            "row": kind.key, "label": kind.label, "metric": cfg.metric, "variant": cfg.variant,
+            "task_type": data.task_type, "tasks": data.tasks, "split": data.split,
+            "best_epoch": st.best_epoch, "epochs_run": st.epoch, "stopped": st.stopped,
+            "selection": self.selection,
+            **_score_and_save(model, data, cfg, self.out, self.bf16, card=card,
+                              extra=dict(best_epoch=st.best_epoch, init=kind.init,
+                                         **cleaning_of(self.inputs["cache"]))),
+            "checkpoint": ({"path": str(self.inputs["checkpoint"]), "loaded": len(self.report.loaded),
+                            "fresh": len(self.report.fresh)} if self.report is not None else None),
+            "seconds": round(self.clock.seconds(), 2),
+            "molecules_per_s": round(self.meter.rate, 1),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "health": health,
+        }
+        self._track_outputs(metrics, health)
+        return metrics
+
+    def _track_outputs(self, metrics: dict, health: dict) -> None:
+        """The same model as an MLflow pyfunc model (bbmn predict's code path), in the run directory
+        and, when tracking works, as the run's logged model; metrics.json, written and tracked."""
+        cfg, tracker, out = self.cfg, self.tracker, self.out
+        tracker.log_model(save_pyfunc(out, self.data.test.smiles[:3]))
+        write_metrics(out / "metrics.json", metrics)
+        tracker.log_metrics({f"test_{cfg.metric}": metrics["test"]["value"],
+                             f"best_val_{cfg.metric}": metrics["val"]["value"],
+                             "best_epoch": self.st.best_epoch, "molecules_per_s": metrics["molecules_per_s"],
+                             "peak_rss_mb": metrics["peak_rss_mb"], **flat_metrics("health", health)},
+                            step=self.st.epoch)
+        tracker.set_tags({"stopped": self.st.stopped, "selection": self.selection})
+        tracker.log_artifact(out / "metrics.json")
+        tracker.log_artifact(out / "predictions.csv")
+
+    def remove_checkpoint(self) -> None:
+        """Remove ``checkpoints/latest.pt`` (and the then empty folder) of a complete run."""
+        self.latest.unlink(missing_ok=True)
+        if self.latest.parent.is_dir() and not any(self.latest.parent.iterdir()):
+            self.latest.parent.rmdir()
 
 
 def _score_and_save(model: BatmanNetFinetune, data: LabelledData, cfg: FinetuneConfig, out: Path,

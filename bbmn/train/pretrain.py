@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import signal
-import time
 from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
@@ -36,18 +35,17 @@ from bbmn.data.cache import GraphCache
 from bbmn.data.loader import CacheBatches
 from bbmn.data.masking import Masking
 from bbmn.errors import BbmnError
-from bbmn.io import atomic_path, write_json
+from bbmn.io import write_json
 from bbmn.models.batmannet import BatmanNet, count_parameters, reconstruction_loss
 from bbmn.train import distributed
 from bbmn.train.card import data_files, make_card
+from bbmn.train.checkpoint import save_checkpoint
 from bbmn.train.config import PretrainConfig
-from bbmn.train.checkpoint import (load_optimizer_state, optimizer_state, resumable_state, rng_state,
-                                   save_checkpoint, set_rng_state)
 from bbmn.train.determinism import deterministic, seed_everything
 from bbmn.train.device import autocast, to_device, use_bf16
+from bbmn.train.loop import Clock, RunFiles, Throughput, Training, adam, noam_schedule, training_fingerprint
 from bbmn.train.runtime import peak_rss_mb
-from bbmn.train.schedule import NoamSchedule
-from bbmn.train.tracking import Tracker, config_hash
+from bbmn.train.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -133,253 +131,341 @@ def pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig = Pret
 
 def _pretrain(cache_path: str | Path, out: str | Path, cfg: PretrainConfig,
               tracking_parent: str | Path | None, tracking_required: bool) -> dict:
-    out = Path(out)
-    ctx = distributed.setup(cfg.device)
-    bf16 = use_bf16(cfg.bf16, ctx.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    cache = GraphCache(cache_path)
-    if cache.tasks and len(cache) == 0:
-        raise BbmnError(f"{cache_path} holds no molecules")
-    common = dict(val_fraction=cfg.val_fraction, seed=cfg.seed, window=cfg.window,
-                  rank=ctx.rank, world_size=ctx.world_size)
-    train_batches = CacheBatches(cache, cfg.batch_size, part="train", drop_last=ctx.distributed, **common)
-    val_batches = CacheBatches(cache, cfg.batch_size, part="val", shuffle=False, **common)
-    steps_per_epoch = len(train_batches)
-    if steps_per_epoch == 0:
-        raise BbmnError(f"{cache_path}: too few molecules ({train_batches.num_molecules} in the "
-                        f"training part) for batches of {cfg.batch_size}")
-    total_steps = cfg.epochs * steps_per_epoch
-    if cfg.max_steps:
-        total_steps = min(total_steps, cfg.max_steps)
-    # the spec's 1 of 16 epochs; a step budget shrinks the warm-up in proportion
-    warmup = min(int(round(total_steps * cfg.warmup_epochs / cfg.epochs)), total_steps)
+    run = _Pretraining(cache_path, Path(out), cfg)
+    tracker = run.tracker(tracking_parent, tracking_required)
+    with tracker, _StopFlag() as stop:
+        run.train(tracker, stop)
+        summary = run.finish()
+    distributed.barrier(run.ctx)
+    return summary
 
-    beyond = [n for n in cfg.snapshot_steps if n > total_steps or n < 0]
-    if beyond:
-        raise BbmnError(f"snapshot steps {beyond} are outside this run's 0..{total_steps} steps "
-                        f"({steps_per_epoch} per epoch)")
-    model = BatmanNet(**{"mask_ratio": cfg.mask_ratio, **cfg.model}).to(ctx.device)
-    if cfg.compile:
-        model.enable_compile()
-    n_params = count_parameters(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.init_lr, weight_decay=cfg.weight_decay,
-                                 fused=True)
-    schedule = NoamSchedule(optimizer, warmup, total_steps, cfg.init_lr, cfg.max_lr, cfg.final_lr)
-    train_model = model
-    if ctx.distributed:
-        device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-    masking = Masking(cfg.mask_ratio, dynamic=cfg.dynamic_mask, seed=cfg.seed)
-    val_masking = Masking(cfg.mask_ratio, dynamic=False, seed=cfg.seed + 1)
 
-    params = {**asdict(cfg), "model": model.config, "cache": str(cache_path),
-              "molecules": len(cache), "train_molecules": train_batches.num_molecules,
-              "val_molecules": val_batches.num_molecules, "steps_per_epoch": steps_per_epoch,
-              "total_steps": total_steps, "warmup_steps": warmup, "world_size": ctx.world_size,
-              "parameters": n_params}
-    fingerprint = config_hash({**cfg.training_keys(), "cache_sha": cache.meta.get("source_sha256"),
-                               "world_size": ctx.world_size})
-    checkpoint = out / "checkpoints" / "latest.pt"
-    epoch, skip, step = 0, 0, 0
-    history: list[dict] = []
-    state = resumable_state(checkpoint, fingerprint, set_aside=ctx.is_main)
-    # Snakemake removes a job's outputs when it restarts it, snapshots included: each snapshot is
-    # also hard-linked under checkpoints/ (restored from there), and the initialization (step 0)
-    # can be rebuilt from the seed, which is what the model holds before the state is loaded.
-    kept = out / "checkpoints" / "snapshots"
-    initial = None
-    if state is not None and 0 in cfg.snapshot_steps and not (out / "snapshots" / "step-0.pt").exists():
-        initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    if state is not None:
-        model.load_state_dict(state["model"])
-        load_optimizer_state(optimizer, model, state["optimizer"], checkpoint)
-        schedule.load_state_dict(state["schedule"])
-        set_rng_state(state["rng"][ctx.rank] if isinstance(state["rng"], list) else state["rng"])
-        epoch, skip, step = state["epoch"], state["step_in_epoch"], state["step"]
-        history = state.get("history", [])
-        log.info("resuming from %s: epoch %d, step %d", checkpoint, epoch, step)
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", params)
-        with atomic_path(out / "history.jsonl") as tmp:  # the checkpoint's epochs, no more
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
-        with atomic_path(out / "steps.jsonl") as tmp:  # the logged steps the checkpoint covers
-            tmp.write_text(_steps_up_to(out / "steps.jsonl", step))
+class _Pretraining:
+    """One invocation of a pre-training run: its data, model and training state, where it stands
+    (``epoch``, ``skip`` steps done in it, global ``step``, ``history``), and what it writes.
 
-    def save(epoch_now: int, step_in_epoch: int) -> None:
-        states = rng_state()
-        if ctx.distributed:  # every rank's RNG, so a resumed rank continues its own stream
-            gathered = [None] * ctx.world_size
-            torch.distributed.all_gather_object(gathered, states)
-            states = gathered
-        if ctx.is_main:
-            save_checkpoint(checkpoint, model=model.state_dict(), optimizer=optimizer_state(optimizer, model),
-                            schedule=schedule.state_dict(), rng=states, epoch=epoch_now,
-                            step_in_epoch=step_in_epoch, step=step, history=history,
-                            fingerprint=fingerprint, model_config=model.config)
+    The steps are methods over this shared state, in the order a run takes them: set up (the
+    order that fixes the seeded draws: data, then weights), resume, train epoch by epoch,
+    finish. A step's outputs (checkpoints, snapshots, records) are written on rank 0 only.
+    """
 
-    corpus = data_files(corpus=cache_path) if ctx.is_main else {}  # hashed once per run
-    if corpus:
-        corpus["corpus"].update(molecules=len(cache), train_molecules=train_batches.num_molecules,
-                                val_molecules=val_batches.num_molecules)
+    def __init__(self, cache_path: str | Path, out: Path, cfg: PretrainConfig):
+        self.cache_path, self.out, self.cfg = cache_path, out, cfg
+        self.ctx = distributed.setup(cfg.device)
+        self.bf16 = use_bf16(cfg.bf16, self.ctx.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        seed_everything(cfg.seed)
+        self._read_corpus()
+        self._build_model()
+        self.checkpoint = out / "checkpoints" / "latest.pt"
+        self.kept = out / "checkpoints" / "snapshots"  # snapshots, hard-linked (see _restore_snapshots)
+        self._resume()
+        self.files = RunFiles(out)
+        if self.ctx.is_main:
+            self.files.start(self._params(), self.history, self.step)
+        self.corpus = self._corpus_files() if self.ctx.is_main else {}  # hashed once per run
+        self.meter = Throughput()
+        self.clock = Clock(cfg.max_minutes)  # this invocation's time: a restarted job gets its budget anew
+        self.out_of_time = False
 
-    def card(epochs_done: float, **extra: Any) -> dict:  # what the model files say of themselves
-        return make_card("batmannet-pretrained", model.config, asdict(cfg), corpus, step, epochs_done,
-                         history[-1] if history else {}, parameters=n_params, **extra)
+    # ------------------------------------------------------------------------------------ set-up
 
-    def snapshot(at: int | None = None, weights: dict | None = None) -> None:
-        """The model after ``at`` steps (default: now) as a model.pt of its own, hard-linked under
-        checkpoints/ too."""
-        at = step if at is None else at
-        if ctx.is_main and at in cfg.snapshot_steps:
-            path = out / "snapshots" / f"step-{at}.pt"
-            save_checkpoint(path, model_config=model.config,
-                            model=weights if weights is not None else model.state_dict(),
-                            kind="batmannet-pretrained",
-                            summary={"steps": at, "epochs_done": round(at / steps_per_epoch, 4)},
-                            card=card(round(at / steps_per_epoch, 4)))
-            kept.mkdir(parents=True, exist_ok=True)
-            (kept / path.name).unlink(missing_ok=True)
-            os.link(path, kept / path.name)
+    def _read_corpus(self) -> None:
+        """The training and validation batches, and the run's length in steps.
 
-    def restore_snapshots() -> None:
+        Raises:
+            BbmnError: for an empty cache, too few molecules for one batch, or snapshot steps
+                outside the run.
+        """
+        cfg, ctx = self.cfg, self.ctx
+        self.cache = GraphCache(self.cache_path)
+        if self.cache.tasks and len(self.cache) == 0:
+            raise BbmnError(f"{self.cache_path} holds no molecules")
+        common = dict(val_fraction=cfg.val_fraction, seed=cfg.seed, window=cfg.window,
+                      rank=ctx.rank, world_size=ctx.world_size)
+        self.train_batches = CacheBatches(self.cache, cfg.batch_size, part="train", drop_last=ctx.distributed,
+                                          **common)
+        self.val_batches = CacheBatches(self.cache, cfg.batch_size, part="val", shuffle=False, **common)
+        self.steps_per_epoch = len(self.train_batches)
+        if self.steps_per_epoch == 0:
+            raise BbmnError(f"{self.cache_path}: too few molecules ({self.train_batches.num_molecules} in "
+                            f"the training part) for batches of {cfg.batch_size}")
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        if cfg.max_steps:
+            self.total_steps = min(self.total_steps, cfg.max_steps)
+        # the spec's 1 of 16 epochs; a step budget shrinks the warm-up in proportion
+        self.warmup = min(int(round(self.total_steps * cfg.warmup_epochs / cfg.epochs)), self.total_steps)
+        beyond = [n for n in cfg.snapshot_steps if n > self.total_steps or n < 0]
+        if beyond:
+            raise BbmnError(f"snapshot steps {beyond} are outside this run's 0..{self.total_steps} steps "
+                            f"({self.steps_per_epoch} per epoch)")
+
+    def _build_model(self) -> None:
+        """The seeded model, its optimizer and schedule, the data-parallel wrapper that trains it,
+        and the training (per epoch) and validation (fixed) masks."""
+        cfg, ctx = self.cfg, self.ctx
+        self.model = BatmanNet(**{"mask_ratio": cfg.mask_ratio, **cfg.model}).to(ctx.device)
+        if cfg.compile:
+            self.model.enable_compile()
+        self.n_params = count_parameters(self.model)
+        optimizer = adam(self.model.parameters(), cfg)
+        self.training = Training(self.model, optimizer,
+                                 noam_schedule(optimizer, cfg, self.warmup, self.total_steps))
+        self.train_model = self.model
+        if ctx.distributed:
+            device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            self.train_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        self.masking = Masking(cfg.mask_ratio, dynamic=cfg.dynamic_mask, seed=cfg.seed)
+        self.val_masking = Masking(cfg.mask_ratio, dynamic=False, seed=cfg.seed + 1)
+
+    def _resume(self) -> None:
+        """Continue from ``checkpoints/latest.pt`` when it is this configuration's, on this data
+        and this number of ranks; else start at step 0.
+
+        A resumed run keeps the initialization for the step-0 snapshot when that file is gone:
+        it can be rebuilt from the seed, and the model holds it until the state is loaded.
+        """
+        cfg = self.cfg
+        fingerprint = training_fingerprint(cfg, cache_sha=self.cache.meta.get("source_sha256"),
+                                           world_size=self.ctx.world_size)
+        self.fingerprint = fingerprint
+        initial = None
+        if (0 in cfg.snapshot_steps and self.checkpoint.is_file()
+                and not (self.out / "snapshots" / "step-0.pt").exists()):
+            initial = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        state = self.training.resume(self.checkpoint, fingerprint, self.ctx.rank, set_aside=self.ctx.is_main)
+        self.initial = initial if state is not None else None
+        self.epoch, self.skip, self.step = 0, 0, 0
+        self.history: list[dict] = []
+        if state is not None:
+            self.epoch, self.skip, self.step = state["epoch"], state["step_in_epoch"], state["step"]
+            self.history = state.get("history", [])
+            log.info("resuming from %s: epoch %d, step %d", self.checkpoint, self.epoch, self.step)
+
+    def _params(self) -> dict:
+        """The effective configuration (config.json, the tracked run's parameters)."""
+        return {**asdict(self.cfg), "model": self.model.config, "cache": str(self.cache_path),
+                "molecules": len(self.cache), "train_molecules": self.train_batches.num_molecules,
+                "val_molecules": self.val_batches.num_molecules, "steps_per_epoch": self.steps_per_epoch,
+                "total_steps": self.total_steps, "warmup_steps": self.warmup,
+                "world_size": self.ctx.world_size, "parameters": self.n_params}
+
+    def _corpus_files(self) -> dict:
+        """The corpus file and its sha256, with its molecule counts, for the model cards."""
+        corpus = data_files(corpus=self.cache_path)
+        corpus["corpus"].update(molecules=len(self.cache), train_molecules=self.train_batches.num_molecules,
+                                val_molecules=self.val_batches.num_molecules)
+        return corpus
+
+    def tracker(self, parent: str | Path | None, required: bool) -> Tracker:
+        """The run's MLflow run (rank 0 only), named after the corpus and the variant."""
+        cfg = self.cfg
+        variant_tags = ({"variant": cfg.variant,
+                         "variant_overrides": json.dumps(cfg.variant_overrides, sort_keys=True)}
+                        if cfg.variant else {})
+        return Tracker(f"pretrain-{Path(self.cache_path).stem}" + (f"-{cfg.variant}" if cfg.variant else ""),
+                       tags={"stage": "pretrain", "seed": cfg.seed, **variant_tags},
+                       params=self._params(), parent=parent, required=required, enabled=self.ctx.is_main)
+
+    # ---------------------------------------------------------------------------------- training
+
+    def train(self, tracker: Tracker, stop: _StopFlag) -> None:
+        """Train until the epochs or the step budget are done, the time budget runs out or a
+        signal asks to stop; a checkpoint at every epoch's end (or where it stopped)."""
+        self.tracker, self.stop = tracker, stop
+        self._restore_snapshots()
+        self._snapshot()  # step 0: the initialization (when asked for); on resume, the resumed step
+        if self.cfg.validate_every and self.step == 0:
+            self._validation_record(0.0, [])
+        self.model.train()
+        while (self.epoch < self.cfg.epochs and self.step < self.total_steps
+               and not (stop.stop or self.out_of_time)):
+            self._end_epoch(self._train_epoch())
+
+    def _train_epoch(self) -> list[float]:
+        """Train the current epoch from step ``skip`` until its end or a stop; its step losses."""
+        cfg = self.cfg
+        losses: list[float] = []
+        self.step_in_epoch = self.skip
+        progress = _progress(self.ctx, self.steps_per_epoch, self.skip, f"epoch {self.epoch + 1}/{cfg.epochs}")
+        self.meter.restart()
+        for arrays in self.train_batches.epoch(self.epoch, skip=self.skip):
+            losses.append(self._train_step(arrays))
+            progress.update(1)
+            if self.step % cfg.log_every == 0:
+                self._log_step(losses[-cfg.log_every:], progress)
+            self._check_stop()
+            self._snapshot()
+            if self.step >= self.total_steps or self.stop.stop or self.out_of_time:
+                break
+            self._between_steps(losses)
+            self.meter.restart()  # validation and checkpoints are not training time
+        progress.close()
+        return losses
+
+    def _train_step(self, arrays) -> float:
+        """One optimizer step on a batch masked for this epoch; its loss."""
+        batch = to_device(self.masking(arrays.to_batch(), epoch=self.epoch), self.ctx.device)
+        with autocast(self.bf16, self.ctx.device):
+            loss = reconstruction_loss(self.train_model(batch), batch)
+        self.training.step(loss.total)
+        self.step += 1
+        self.step_in_epoch += 1
+        value = loss.total.detach().item()
+        self.meter.count(len(arrays) * self.ctx.world_size)
+        return value
+
+    def _log_step(self, losses: list[float], progress) -> None:
+        """The mean loss of the last logged steps: on the bar (or in the log in batch jobs) and,
+        as rank 0's, in steps.jsonl (the report's loss curve)."""
+        rate = self.meter.rate
+        progress.set_postfix(loss=f"{np.mean(losses):.3f}", mol_s=f"{rate:.0f}")
+        if not self.ctx.is_main:
+            return
+        if not progress.enabled_display:
+            log.info("epoch %d step %d loss %.4f lr %.2e %.0f mol/s", self.epoch + 1, self.step,
+                     np.mean(losses), self.training.lr, rate)
+        self.files.add_step({"step": self.step, "epoch": self._epochs_done(), "train_loss": float(np.mean(losses)),
+                             "lr": self.training.lr})
+
+    def _check_stop(self) -> None:
+        """Look at the time budget; data-parallel ranks agree on a stop, or they would deadlock."""
+        self.out_of_time = self.clock.out_of_time()
+        if self.ctx.distributed:
+            flags = distributed.all_reduce_sum(
+                torch.tensor([self.stop.stop, self.out_of_time], dtype=torch.int32), self.ctx)
+            self.stop.stop, self.out_of_time = bool(flags[0]), bool(flags[1])
+
+    def _between_steps(self, losses: list[float]) -> None:
+        """Validate and checkpoint on the steps they are due (not at an epoch's end: see _end_epoch)."""
+        cfg = self.cfg
+        if cfg.validate_every and self.step % cfg.validate_every == 0:
+            self._validation_record(self._epochs_done(), losses[-cfg.validate_every:])
+            self.model.train()
+        if self.step % cfg.checkpoint_every == 0:
+            self._save(self.epoch, self.step_in_epoch)
+
+    def _end_epoch(self, losses: list[float]) -> None:
+        """Validate (unless done at this step already, or a signal asks to stop fast: a time
+        limit is near) and checkpoint where the next invocation or epoch starts."""
+        finished = self.step_in_epoch >= self.steps_per_epoch
+        validated = self.history and self.history[-1]["step"] == self.step
+        if not (self.stop.stop or validated):
+            self._validation_record(self.epoch + (1 if finished else self.step_in_epoch / self.steps_per_epoch),
+                                    losses)
+        self.epoch, self.skip = (self.epoch + 1, 0) if finished else (self.epoch, self.step_in_epoch)
+        self._save(self.epoch, self.skip)
+
+    def _epochs_done(self) -> float:
+        return round(self.epoch + self.step_in_epoch / self.steps_per_epoch, 4)
+
+    def _validation_record(self, epoch_done: float, train_losses: list[float]) -> None:
+        """Validate, and record it with the training loss since the last record: in the history
+        (of the checkpoint, history.jsonl, the tracked run)."""
+        metrics = validate(self.model, self.val_batches, self.val_masking, self.ctx, self.cfg.val_batches,
+                           self.bf16)
+        record = {"epoch": epoch_done, "step": self.step,
+                  "train_loss": float(np.mean(train_losses)) if train_losses else math.nan,
+                  "lr": self.training.lr, "molecules_per_s": self.meter.rate,
+                  **{f"val_{k}": v for k, v in metrics.items()}}
+        self.history.append(record)
+        self.tracker.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=self.step)
+        if self.ctx.is_main:
+            log.info("epoch %.2f: train loss %.4f, val loss %.4f, %s", record["epoch"],
+                     record["train_loss"], record["val_loss"], _accuracy_line(metrics))
+            self.files.add_record(record)
+
+    def _save(self, epoch: int, step_in_epoch: int) -> None:
+        """Checkpoint: the next invocation starts at ``step_in_epoch`` of ``epoch``."""
+        self.training.save(self.checkpoint, self.fingerprint, self.ctx, epoch=epoch,
+                           step_in_epoch=step_in_epoch, step=self.step, history=self.history,
+                           model_config=self.model.config)
+
+    # --------------------------------------------------------------------------------- snapshots
+
+    def _card(self, epochs_done: float, **extra: Any) -> dict:
+        """What the model files say of themselves (:mod:`bbmn.train.card`)."""
+        return make_card("batmannet-pretrained", self.model.config, asdict(self.cfg), self.corpus, self.step,
+                         epochs_done, self.history[-1] if self.history else {}, parameters=self.n_params,
+                         **extra)
+
+    def _snapshot(self, at: int | None = None, weights: dict | None = None) -> None:
+        """The model after ``at`` steps (default: now), when a snapshot is asked for there, as a
+        model.pt of its own, hard-linked under checkpoints/ too.
+
+        Snakemake removes a job's outputs when it restarts it, snapshots included; the link is
+        what :meth:`_restore_snapshots` puts back."""
+        at = self.step if at is None else at
+        if not (self.ctx.is_main and at in self.cfg.snapshot_steps):
+            return
+        path = self.out / "snapshots" / f"step-{at}.pt"
+        epochs = round(at / self.steps_per_epoch, 4)
+        save_checkpoint(path, model_config=self.model.config,
+                        model=weights if weights is not None else self.model.state_dict(),
+                        kind="batmannet-pretrained", summary={"steps": at, "epochs_done": epochs},
+                        card=self._card(epochs))
+        self.kept.mkdir(parents=True, exist_ok=True)
+        (self.kept / path.name).unlink(missing_ok=True)
+        os.link(path, self.kept / path.name)
+
+    def _restore_snapshots(self) -> None:
         """Put back the snapshots of steps already done that a restart removed."""
-        for at in cfg.snapshot_steps if ctx.is_main else ():
-            path = out / "snapshots" / f"step-{at}.pt"
-            if at > step or path.exists():
+        for at in self.cfg.snapshot_steps if self.ctx.is_main else ():
+            path = self.out / "snapshots" / f"step-{at}.pt"
+            if at > self.step or path.exists():
                 continue
-            if (kept / path.name).exists():
+            if (self.kept / path.name).exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
-                os.link(kept / path.name, path)
-            elif at == 0 and initial is not None:
-                snapshot(0, initial)
+                os.link(self.kept / path.name, path)
+            elif at == 0 and self.initial is not None:
+                self._snapshot(0, self.initial)
             else:
                 log.warning("snapshot %s of an earlier invocation is gone and cannot be rebuilt", path)
 
-    def validation_record(epoch_done: float, train_losses: list[float]) -> dict:
-        metrics = validate(model, val_batches, val_masking, ctx, cfg.val_batches, bf16)
-        record = {"epoch": epoch_done, "step": step,
-                  "train_loss": float(np.mean(train_losses)) if train_losses else math.nan,
-                  "lr": schedule.get_last_lr()[0],
-                  "molecules_per_s": train_molecules / max(train_seconds, 1e-9),
-                  **{f"val_{k}": v for k, v in metrics.items()}}
-        history.append(record)
-        tracker.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=step)
-        if ctx.is_main:
-            log.info("epoch %.2f: train loss %.4f, val loss %.4f, %s", record["epoch"],
-                     record["train_loss"], record["val_loss"], _accuracy_line(metrics))
-            with open(out / "history.jsonl", "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-        return record
+    # ----------------------------------------------------------------------------------- the end
 
-    variant_tags = ({"variant": cfg.variant, "variant_overrides": json.dumps(cfg.variant_overrides, sort_keys=True)}
-                    if cfg.variant else {})
-    tracker = Tracker(f"pretrain-{Path(cache_path).stem}" + (f"-{cfg.variant}" if cfg.variant else ""),
-                      tags={"stage": "pretrain", "seed": cfg.seed, **variant_tags},
-                      params=params, parent=tracking_parent, required=tracking_required,
-                      enabled=ctx.is_main)
-    train_seconds, train_molecules = 0.0, 0
-    started = time.perf_counter()
-    out_of_time = False
-    with tracker, _StopFlag() as stop:
-        restore_snapshots()
-        snapshot()  # step 0: the initialization (when asked for); on resume, the resumed step
-        if cfg.validate_every and step == 0:
-            validation_record(0.0, [])
-        model.train()
-        while epoch < cfg.epochs and step < total_steps and not (stop.stop or out_of_time):
-            losses = []
-            step_in_epoch = skip
-            progress = _progress(ctx, steps_per_epoch, skip, f"epoch {epoch + 1}/{cfg.epochs}")
-            tick = time.perf_counter()
-            for arrays in train_batches.epoch(epoch, skip=skip):
-                batch = to_device(masking(arrays.to_batch(), epoch=epoch), ctx.device)
-                with autocast(bf16, ctx.device):
-                    loss = reconstruction_loss(train_model(batch), batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.total.backward()
-                optimizer.step()
-                schedule.step()
-                step += 1
-                step_in_epoch += 1
-                losses.append(loss.total.detach().item())
-                now = time.perf_counter()
-                train_seconds += now - tick
-                train_molecules += len(arrays) * ctx.world_size
-                tick = now
-                progress.update(1)
-                if step % cfg.log_every == 0:
-                    rate = train_molecules / max(train_seconds, 1e-9)
-                    progress.set_postfix(loss=f"{np.mean(losses[-cfg.log_every:]):.3f}", mol_s=f"{rate:.0f}")
-                    if ctx.is_main and not progress.enabled_display:
-                        log.info("epoch %d step %d loss %.4f lr %.2e %.0f mol/s", epoch + 1, step,
-                                 np.mean(losses[-cfg.log_every:]), schedule.get_last_lr()[0], rate)
-                    if ctx.is_main:  # rank 0's mean training loss over the last interval
-                        with open(out / "steps.jsonl", "a") as fh:
-                            fh.write(json.dumps({
-                                "step": step, "epoch": round(epoch + step_in_epoch / steps_per_epoch, 4),
-                                "train_loss": float(np.mean(losses[-cfg.log_every:])),
-                                "lr": schedule.get_last_lr()[0]}) + "\n")
-                out_of_time = bool(cfg.max_minutes) and (now - started) / 60 >= cfg.max_minutes
-                if ctx.distributed:  # ranks must stop at the same step, or they deadlock
-                    flags = distributed.all_reduce_sum(torch.tensor([stop.stop, out_of_time], dtype=torch.int32), ctx)
-                    stop.stop, out_of_time = bool(flags[0]), bool(flags[1])
-                snapshot()
-                if step >= total_steps or stop.stop or out_of_time:
-                    break
-                if cfg.validate_every and step % cfg.validate_every == 0:
-                    validation_record(round(epoch + step_in_epoch / steps_per_epoch, 4),
-                                      losses[-cfg.validate_every:])
-                    model.train()
-                if step % cfg.checkpoint_every == 0:
-                    save(epoch, step_in_epoch)
-                tick = time.perf_counter()
-            progress.close()
-            finished_epoch = step_in_epoch >= steps_per_epoch
-            if stop.stop:  # a time limit is near: checkpoint now, no validation
-                epoch, skip = (epoch + 1, 0) if finished_epoch else (epoch, step_in_epoch)
-                save(epoch, skip)
-                break
-            if not (history and history[-1]["step"] == step):  # not validated at this step yet
-                validation_record(epoch + (1 if finished_epoch else step_in_epoch / steps_per_epoch),
-                                  losses)
-            if finished_epoch:
-                epoch, skip = epoch + 1, 0
-            else:
-                skip = step_in_epoch
-            save(epoch, skip)
-        # finished, or stopped by the time budget: a usable model; stopped by a signal: resume later
-        ended = "signal" if stop.stop else ("time_budget" if out_of_time else "done")
-        digests = [weights_digest(model)]
-        if ctx.distributed:
-            digests = [None] * ctx.world_size
-            torch.distributed.all_gather_object(digests, weights_digest(model))
-        summary = {
-            "params": n_params, "steps": step, "epochs_done": round(epoch + skip / steps_per_epoch, 4),
-            "total_steps": total_steps, "batch_size": cfg.batch_size, "world_size": ctx.world_size,
-            "molecules_per_s": round(train_molecules / max(train_seconds, 1e-9), 1),
-            "peak_rss_mb": round(peak_rss_mb(), 1), "device": str(ctx.device), "ended": ended,
-            "rank": ctx.rank,
-            "weights_digests": digests, "final": history[-1] if history else {},
-        }
-        if ctx.is_main:
+    def finish(self) -> dict:
+        """The summary (every rank); on rank 0 the final model (unless a signal stopped the run:
+        it resumes later) and summary.json, written and tracked."""
+        ended = "signal" if self.stop.stop else ("time_budget" if self.out_of_time else "done")
+        summary = self._summary(ended)
+        if self.ctx.is_main:
             if ended != "signal":
-                final = card(summary["epochs_done"], ended=ended)
-                save_checkpoint(out / "model.pt", model_config=model.config, model=model.state_dict(),
-                                kind="batmannet-pretrained", summary=summary, card=final)
-                if cfg.register:  # as the run's logged model, a new version of the registered one
-                    tracker.register_model(cfg.register, tracker.log_model(out / "model.pt"),
-                                           tags={"card": final})
-                else:
-                    tracker.log_artifact(out / "model.pt")
-            write_json(out / "summary.json", summary)
-            tracker.log_artifact(out / "summary.json")
-            tracker.log_metrics({"peak_rss_mb": summary["peak_rss_mb"],
-                                 "final_molecules_per_s": summary["molecules_per_s"]}, step=step)
-    distributed.barrier(ctx)
-    return summary
+                self._write_model(summary, ended)
+            write_json(self.out / "summary.json", summary)
+            self.tracker.log_artifact(self.out / "summary.json")
+            self.tracker.log_metrics({"peak_rss_mb": summary["peak_rss_mb"],
+                                      "final_molecules_per_s": summary["molecules_per_s"]}, step=self.step)
+        return summary
+
+    def _summary(self, ended: str) -> dict:
+        """The run's final figures, with every rank's weights digest (equal when healthy)."""
+        digests = [weights_digest(self.model)]
+        if self.ctx.distributed:
+            digests = [None] * self.ctx.world_size
+            torch.distributed.all_gather_object(digests, weights_digest(self.model))
+        return {
+            "params": self.n_params, "steps": self.step,
+            "epochs_done": round(self.epoch + self.skip / self.steps_per_epoch, 4),
+            "total_steps": self.total_steps, "batch_size": self.cfg.batch_size,
+            "world_size": self.ctx.world_size, "molecules_per_s": round(self.meter.rate, 1),
+            "peak_rss_mb": round(peak_rss_mb(), 1), "device": str(self.ctx.device), "ended": ended,
+            "rank": self.ctx.rank, "weights_digests": digests,
+            "final": self.history[-1] if self.history else {},
+        }
+
+    def _write_model(self, summary: dict, ended: str) -> None:
+        """model.pt with its card; tracked as an artifact, or as a new version of the registered
+        model (``cfg.register``)."""
+        final = self._card(summary["epochs_done"], ended=ended)
+        save_checkpoint(self.out / "model.pt", model_config=self.model.config, model=self.model.state_dict(),
+                        kind="batmannet-pretrained", summary=summary, card=final)
+        if self.cfg.register:
+            self.tracker.register_model(self.cfg.register, self.tracker.log_model(self.out / "model.pt"),
+                                        tags={"card": final})
+        else:
+            self.tracker.log_artifact(self.out / "model.pt")
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -390,21 +476,6 @@ def weights_digest(model: torch.nn.Module) -> str:
     for tensor in model.state_dict().values():
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
-
-
-def _steps_up_to(path: Path, step: int) -> str:
-    """The lines of ``steps.jsonl`` up to ``step``: a resumed run redoes the steps after its
-    checkpoint, and a fresh run (step 0) starts an empty file."""
-    if not path.is_file():
-        return ""
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                kept.append(line + "\n")
-        except (ValueError, KeyError, TypeError):
-            continue  # a line cut short by a kill
-    return "".join(kept)
 
 
 def _accuracy_line(metrics: dict[str, float]) -> str:
