@@ -6,12 +6,13 @@ import shutil
 from pathlib import Path
 
 from bbmn.config import WORKFLOW_KEYS, prepare_config, variant_pretrain
+from bbmn.data.clean import CleanConfig
 from bbmn.data.sources import check_sources, default_digest_cache
 from bbmn.errors import BbmnError
 from bbmn.eval.probe import ProbeConfig
 from bbmn.kinds import FINETUNE_KINDS
 from bbmn.models.options import ENCODER_SIZES, HeadOptions, ModelOptions
-from bbmn.options import as_flags
+from bbmn.options import as_flags, cli_fields
 from bbmn.train.config import FinetuneConfig, PretrainConfig
 
 try:
@@ -82,7 +83,8 @@ def fetch_args(name):
 
 
 def clean_args(name):
-    """bbmn clean options from the registry: labelled sets keep duplicates, corpora drop them."""
+    """bbmn clean options from the registry: labelled sets keep duplicates, corpora drop them;
+    the molecule filters (CleanConfig's) as the entry sets them (corpora by default)."""
     entry = registry_entry(name)
     args = [
         "--smiles-col",
@@ -104,6 +106,8 @@ def clean_args(name):
         ]
     else:
         args.append("--dedupe")
+    filters = {f.name for f in cli_fields(CleanConfig)}
+    args += as_flags({k: v for k, v in entry.items() if k in filters}, CleanConfig)
     return shlex.join(args)
 
 

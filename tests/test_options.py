@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from bbmn.config import WORKFLOW_KEYS
+from bbmn.data.clean import CleanConfig
 from bbmn.eval.probe import ProbeConfig
 from bbmn.models.options import HeadOptions, ModelOptions
 from bbmn.options import add_options, as_flags, cli_fields, default_of, from_args, option
@@ -16,7 +17,8 @@ from bbmn.train.config import FinetuneConfig, PretrainConfig
 from tests.conftest import REPO
 
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
-SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())["properties"]
+FULL_SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+SCHEMA = FULL_SCHEMA["properties"]
 
 #: (config section, its schema, the option classes whose fields it sets, the workflow's own keys)
 SECTIONS = [
@@ -98,7 +100,8 @@ def parser_of(*classes, **kwargs):
     return parser
 
 
-@pytest.mark.parametrize("cls", [PretrainConfig, FinetuneConfig, ProbeConfig, ModelOptions, HeadOptions])
+@pytest.mark.parametrize("cls", [PretrainConfig, FinetuneConfig, ProbeConfig, ModelOptions, HeadOptions,
+                                 CleanConfig])
 def test_the_commands_defaults_are_the_dataclasses(cls):
     assert from_args(cls, parser_of(cls).parse_args([])) == cls()
 
@@ -148,3 +151,25 @@ def test_a_mutable_default_is_copied_per_instance():
     first = Options()
     first.steps.append(1)
     assert Options().steps == [] and [f.name for f in fields(Options)] == ["steps"]
+
+
+def test_the_registrys_molecule_filters_are_clean_options():
+    """The registry's filter keys are CleanConfig's options: same types and choices; on by default
+    for corpora (the schema's default, which config.yaml's corpora repeat), off for labelled sets
+    unless set; a corpus's flags (rules/common.smk, clean_args) parse back to its values."""
+    corpus_keys = SCHEMA["corpora"]["additionalProperties"]["properties"]
+    dataset_keys = SCHEMA["datasets"]["additionalProperties"]["properties"]
+    options = option_fields([CleanConfig])
+    assert set(options) == {"min_heavy_atoms", "elements"}
+    corpus_defaults = {}
+    for key, (cls, f) in options.items():
+        spec = FULL_SCHEMA["definitions"][key]
+        assert spec["type"] == JSON_TYPES[typing.get_type_hints(cls)[key]], key
+        assert tuple(spec.get("enum", ())) == (f.metadata["choices"] or ()), key
+        assert "default" not in dataset_keys[key], f"datasets.{key}: labelled sets are filtered only when asked"
+        corpus_defaults[key] = corpus_keys[key]["default"]
+        assert corpus_defaults[key] != default_of(f), f"corpora.{key}: the filter is on for corpora"
+        for name, entry in CONFIG["corpora"].items():
+            assert entry.get(key, corpus_defaults[key]) == corpus_defaults[key], f"corpora.{name}.{key}"
+    parsed = parser_of(CleanConfig).parse_args(as_flags(corpus_defaults, CleanConfig))
+    assert from_args(CleanConfig, parsed) == CleanConfig(**corpus_defaults)

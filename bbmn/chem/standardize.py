@@ -16,12 +16,37 @@ Either way the output SMILES is RDKit's canonical isomeric SMILES of the resulti
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, replace
 
 from rdkit import Chem, RDLogger
 from rdkit.Chem.MolStandardize import rdMolStandardize
 
 RDLogger.DisableLog("rdApp.*")  # reasons go to the rejects file, not to stderr noise
+
+#: C0 and C1 control characters. No SMILES holds one, and RDKit reads ``"\x00C"`` as methane,
+#: so a SMILES with one is refused before parsing, naming it, rather than read as something else.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_NAMES = {"\x00": "NUL", "\t": "TAB", "\n": "LF", "\x0b": "VT", "\x0c": "FF", "\r": "CR",
+                  "\x1b": "ESC", "\x7f": "DEL"}
+#: Padding around a SMILES that is not part of it (a CSV cell's spaces, a line's end).
+_PADDING = " \t\r\n"
+
+
+def control_character(smiles: str) -> str | None:
+    """Why ``smiles`` is refused for a control character inside it (padding aside), or None.
+
+    The message names the character, its 1-based position in ``smiles`` and the text escaped,
+    so that a NUL shows where a terminal or a spreadsheet would hide it.
+    """
+    inner = smiles.strip(_PADDING)
+    found = _CONTROL.search(inner)
+    if found is None:
+        return None
+    char = found.group()
+    position = len(smiles) - len(smiles.lstrip(_PADDING)) + found.start() + 1
+    name = f"{_CONTROL_NAMES[char]}, " if char in _CONTROL_NAMES else ""
+    return f"control character ({name}U+{ord(char):04X}) at character {position} of {smiles!r}"
 
 
 @dataclass(frozen=True)
@@ -75,8 +100,8 @@ class Standardizer:
     The RDKit standardization objects are built once per instance (they are not cheap to make).
     """
 
-    REASONS = ("empty_smiles", "invalid_smiles", "sanitize_failed", "standardize_failed",
-               "no_atoms", "too_many_atoms")
+    REASONS = ("empty_smiles", "control_character", "invalid_smiles", "sanitize_failed",
+               "standardize_failed", "no_atoms", "too_many_atoms")
 
     def __init__(self, options: StandardizeOptions = StandardizeOptions()):
         self.options = options
@@ -85,6 +110,9 @@ class Standardizer:
         self._uncharger = rdMolStandardize.Uncharger()
 
     def __call__(self, smiles: str) -> Outcome:
+        control = control_character(smiles)  # before str.strip, which drops some of them
+        if control is not None:
+            return Outcome(reason="control_character", detail=control)
         text = smiles.strip()
         if not text:
             return Outcome(reason="empty_smiles", detail="empty SMILES")

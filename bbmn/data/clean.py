@@ -1,9 +1,12 @@
 """The ``clean`` step: a molecule table in, a Parquet of kept molecules and a rejects CSV out.
 
-Every input row ends up either kept or rejected with its row number, its input and a reason, and
-``kept + rejected == input rows`` is checked before anything is published. Pre-training corpora
-are de-duplicated on canonical SMILES (later copies are rejected as ``duplicate``); labelled sets
-keep their duplicates and report them (and conflicting labels) in the summary.
+Every input row ends up either kept or rejected with its row number, its line in the file, its
+input and a reason, and ``kept + rejected == input rows`` is checked before anything is published,
+as is ``input lines == header + blank + continuation lines + input rows`` (see
+:mod:`bbmn.data.tables`): the summary says where every line went. Pre-training corpora are
+de-duplicated on canonical SMILES (later copies are rejected as ``duplicate``) and may be filtered
+(too few heavy atoms, elements the featurizer does not name); labelled sets keep their duplicates
+and report them (and conflicting labels) in the summary, and are filtered only when asked.
 """
 
 from __future__ import annotations
@@ -24,15 +27,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from rdkit import Chem
+
+from bbmn.chem.features import ELEMENTS
 from bbmn.chem.standardize import StandardizeOptions, Standardizer
-from bbmn.data.tables import Chunk, MoleculeTable
+from bbmn.data.tables import Chunk, LineCount, MoleculeTable
 from bbmn.errors import BbmnError
 from bbmn.io import atomic_path, sha256_file, write_json
+from bbmn.options import option
 
 log = logging.getLogger(__name__)
 
 TASK_TYPES = ("classification", "regression")
-REJECT_REASONS = Standardizer.REASONS + ("invalid_label", "malformed_row", "duplicate")
+FILTER_REASONS = ("too_few_atoms", "unsupported_element")
+REJECT_REASONS = Standardizer.REASONS + FILTER_REASONS + ("invalid_label", "malformed_row", "duplicate")
+#: The element sets of ``CleanConfig.elements``: the atomic numbers a kept molecule's atoms may
+#: have (None = any).
+ELEMENT_SETS = {
+    "any": None,
+    "featurizer": frozenset(Chem.GetPeriodicTable().GetAtomicNumber(e) for e in ELEMENTS),
+}
 #: Parquet schema metadata key under which each bbmn step stores what it did.
 META_KEY = b"bbmn"
 
@@ -52,6 +66,8 @@ class CleanConfig:
         smi_header: an SMI file's first line is a header.
         workers: processes that standardize in parallel (1 = in this process).
         chunk_rows: rows per work unit and per Parquet row group.
+        min_heavy_atoms, elements: the molecule filters (their help below); off by default, on
+            for the workflow's pre-training corpora.
     """
 
     smiles_col: str = "smiles"
@@ -64,6 +80,20 @@ class CleanConfig:
     smi_header: bool = False
     workers: int = 1
     chunk_rows: int = 1024
+    min_heavy_atoms: int = option(
+        0, "reject molecules with fewer heavy atoms (after standardization) as too_few_atoms; 0 keeps "
+           "all. The workflow's pre-training corpora use 3: a molecule of one or two heavy atoms "
+           "(methane, water, ethane, a lone ion or noble gas) has at most one bond, so masked "
+           "pre-training has no neighbours to reconstruct it from; ZINC250K and MOSES have none "
+           "(their smallest molecules have 6 and 8). Labelled sets keep them unless asked: an "
+           "assay may hold small molecules")
+    elements: str = option(
+        "any", "reject molecules with an atom outside this element set as unsupported_element: "
+               "any = no filter; featurizer = the 22 elements the atom features name "
+               "(bbmn.chem.features.ELEMENTS), since every other element (a noble gas, most "
+               "metals, a dummy atom *) shares one 'other' slot. On for the workflow's "
+               "pre-training corpora, off for labelled sets unless asked",
+        choices=tuple(ELEMENT_SETS))
 
 
 def parse_label(text: str, task: str | None) -> float:
@@ -86,6 +116,22 @@ def parse_label(text: str, task: str | None) -> float:
     return value
 
 
+def filter_reason(mol: Chem.Mol, min_heavy_atoms: int = 0, elements: str = "any") -> tuple[str, str] | None:
+    """Why the molecule filters (``CleanConfig.min_heavy_atoms``, ``.elements``) drop ``mol``, as
+    ``(reason, detail)``, or None to keep it."""
+    heavy = mol.GetNumHeavyAtoms()
+    if heavy < min_heavy_atoms:
+        return "too_few_atoms", f"{heavy} heavy atom(s) < min_heavy_atoms={min_heavy_atoms}"
+    allowed = ELEMENT_SETS[elements]
+    if allowed is None:
+        return None
+    outside = sorted({atom.GetSymbol() for atom in mol.GetAtoms() if atom.GetAtomicNum() not in allowed})
+    if outside:
+        return "unsupported_element", (f"{', '.join(outside)}: not among the {len(allowed)} elements "
+                                       f"of elements={elements}")
+    return None
+
+
 # --- work done in worker processes -------------------------------------------------------------
 _standardizer: Standardizer | None = None
 
@@ -95,35 +141,40 @@ def _init_worker(options: StandardizeOptions) -> None:
     _standardizer = Standardizer(options)
 
 
-def _clean_chunk(args: tuple[Chunk, list[str], str | None]) -> tuple[list, list]:
-    """Kept rows ``(row, input, smiles, labels)`` and rejects ``(row, input, reason, detail)``."""
-    chunk, label_names, task = args
+def _clean_chunk(args: tuple[Chunk, list[str], CleanConfig]) -> tuple[list, list, LineCount]:
+    """Kept rows ``(row, line, input, smiles, labels)``, rejects ``(row, line, input, reason,
+    detail)`` and the chunk's lines that start no record."""
+    chunk, label_names, cfg = args
     kept, rejected = [], []
-    for row, detail, reason in chunk.malformed:
-        rejected.append((row, detail, reason, "row does not have the header's number of fields"))
-    for row, smiles, raw_labels in zip(chunk.rows, chunk.smiles, chunk.labels):
+    for (row, detail, reason), line in zip(chunk.malformed, chunk.malformed_lines):
+        rejected.append((row, line, detail, reason, "row does not have the header's number of fields"))
+    for row, line, smiles, raw_labels in zip(chunk.rows, chunk.lines, chunk.smiles, chunk.labels):
         labels = []
         try:
             for name, cell in zip(label_names, raw_labels):
                 try:
-                    labels.append(parse_label(cell, task))
+                    labels.append(parse_label(cell, cfg.task))
                 except ValueError as exc:
                     raise ValueError(f"column {name!r}: {exc}") from None
         except ValueError as exc:
-            rejected.append((row, smiles, "invalid_label", str(exc)))
+            rejected.append((row, line, smiles, "invalid_label", str(exc)))
             continue
         outcome = _standardizer(smiles)
         if outcome.mol is None:
-            rejected.append((row, smiles, outcome.reason, outcome.detail))
+            rejected.append((row, line, smiles, outcome.reason, outcome.detail))
+            continue
+        dropped = filter_reason(outcome.mol, cfg.min_heavy_atoms, cfg.elements)
+        if dropped is not None:
+            rejected.append((row, line, smiles, *dropped))
         else:
-            kept.append((row, smiles, outcome.smiles, labels))
-    return kept, rejected
+            kept.append((row, line, smiles, outcome.smiles, labels))
+    return kept, rejected, chunk.other_lines
 
 
 # --- the step ------------------------------------------------------------------------------------
 def _schema(label_cols: Sequence[str], meta: dict) -> pa.Schema:
-    fields = [pa.field("row", pa.int64()), pa.field("input_smiles", pa.string()),
-              pa.field("smiles", pa.string())]
+    fields = [pa.field("row", pa.int64()), pa.field("line", pa.int64()),
+              pa.field("input_smiles", pa.string()), pa.field("smiles", pa.string())]
     fields += [pa.field(name, pa.float64()) for name in label_cols]
     return pa.schema(fields, metadata={META_KEY: json.dumps(meta)})
 
@@ -133,40 +184,49 @@ def _smiles_key(smiles: str) -> bytes:
 
 
 class _Duplicates:
-    """Tracks repeated canonical SMILES: rejects them (corpora) or reports them (labelled sets)."""
+    """Tracks repeated canonical SMILES: rejects them (corpora) or reports them (labelled sets).
+
+    A corpus's index holds one number per molecule, the line of its first copy: what a user
+    looks up (the kept copy's row is beside its line in the cleaned table).
+    """
 
     def __init__(self, dedupe: bool):
         self.dedupe = dedupe
-        self.first_row: dict[bytes, int] = {}
+        self.first_line: dict[bytes, int] = {}
         self.groups: dict[bytes, list] = defaultdict(list)  # labelled sets only
 
-    def is_duplicate(self, row: int, smiles: str, labels: list[float]) -> int | None:
-        """The first row of the same molecule if this row must be rejected as its duplicate."""
+    def is_duplicate(self, row: int, line: int, smiles: str, labels: list[float]) -> int | None:
+        """The line of the first copy of the molecule if this row must be rejected as a duplicate."""
         key = _smiles_key(smiles)
-        first = self.first_row.setdefault(key, row)
-        if first == row:
-            if not self.dedupe:
-                self.groups[key].append((row, smiles, labels))
+        if not self.dedupe:
+            self.groups[key].append((row, line, smiles, labels))
             return None
-        if self.dedupe:
-            return first
-        self.groups[key].append((row, smiles, labels))
-        return None
+        first = self.first_line.setdefault(key, line)
+        return None if first == line else first
 
     def report(self, limit: int = 200) -> dict:
         repeated = [g for g in self.groups.values() if len(g) > 1]
         conflicts = []
         for group in repeated:
-            labels = [tuple("nan" if math.isnan(x) else x for x in g[2]) for g in group]
+            labels = [tuple("nan" if math.isnan(x) else x for x in g[3]) for g in group]
             if len(set(labels)) > 1:
                 conflicts.append(group)
         return {
             "duplicated_molecules": len(repeated),
             "duplicate_rows": sum(len(g) - 1 for g in repeated),
             "conflicting_label_molecules": len(conflicts),
-            "examples": [{"smiles": g[0][1], "rows": [r for r, _, _ in g],
+            "examples": [{"smiles": g[0][2], "rows": [r for r, _, _, _ in g], "lines": [n for _, n, _, _ in g],
                           "conflicting_labels": g in conflicts} for g in repeated[:limit]],
         }
+
+
+def accounting(lines: LineCount, kept: int, rejected: int) -> str:
+    """Where every line of the input went, in one sentence (the parts that are not 0)."""
+    parts = [f"{n} {what}" for n, what in ((lines.header, "header"), (lines.blank, "blank"),
+                                           (lines.continuation, "continuation")) if n]
+    rows = kept + rejected
+    return (f"{lines.read} lines = " + " + ".join(parts + [f"{rows} rows"])
+            + f"; {rows} rows = {kept} kept + {rejected} rejected")
 
 
 def clean(input_path: str | Path, out: str | Path, rejects: str | Path,
@@ -174,11 +234,14 @@ def clean(input_path: str | Path, out: str | Path, rejects: str | Path,
     """Clean ``input_path`` into ``out`` (Parquet) and ``rejects`` (CSV); return the summary.
 
     The summary (also written to ``summary`` as JSON when given) has the input and output
-    counts, counts per reject reason, and the duplicate report.
+    counts, where every input line went (``accounting``), counts per reject reason, and the
+    duplicate report.
     """
     started = time.perf_counter()
     if cfg.task not in (None,) + TASK_TYPES:
         raise BbmnError(f"unknown task type {cfg.task!r}; use one of {', '.join(TASK_TYPES)}")
+    if cfg.elements not in ELEMENT_SETS:
+        raise BbmnError(f"unknown element set {cfg.elements!r}; use one of {', '.join(ELEMENT_SETS)}")
     table = MoleculeTable(input_path, cfg.smiles_col, cfg.label_cols, cfg.fmt, cfg.encoding,
                           cfg.smi_header)
     if table.label_cols and cfg.task is None:
@@ -186,13 +249,14 @@ def clean(input_path: str | Path, out: str | Path, rejects: str | Path,
     meta = {
         "step": "clean", "source": str(input_path), "source_sha256": sha256_file(input_path),
         "smiles_col": cfg.smiles_col, "tasks": table.label_cols, "task_type": cfg.task,
-        "standardize": cfg.standardize.as_dict(), "dedupe": cfg.dedupe,
+        "standardize": cfg.standardize.as_dict(), "dedupe": cfg.dedupe, "filters": _filters(cfg),
     }
     schema = _schema(table.label_cols, meta)
     reasons: Counter = Counter()
     duplicates = _Duplicates(cfg.dedupe)
+    lines = LineCount()
     n_in = n_kept = 0
-    work = ((chunk, table.label_cols, cfg.task) for chunk in table.chunks(cfg.chunk_rows))
+    work = ((chunk, table.label_cols, cfg) for chunk in table.chunks(cfg.chunk_rows))
     pool = None
     if cfg.workers > 1:
         pool = mp.get_context("fork").Pool(cfg.workers, _init_worker, (cfg.standardize,))
@@ -206,56 +270,66 @@ def clean(input_path: str | Path, out: str | Path, rejects: str | Path,
             with pq.ParquetWriter(tmp_out, schema, compression="zstd") as writer, \
                     open(tmp_rej, "w", newline="") as rej_fh:
                 rej = csv.writer(rej_fh)
-                rej.writerow(["row", "input", "reason", "detail"])
-                for kept, rejected in results:
+                rej.writerow(["row", "line", "input", "reason", "detail"])
+                for kept, rejected, other_lines in results:
                     n_in += len(kept) + len(rejected)
+                    lines += other_lines
                     kept_now = []
-                    for row, input_smiles, smiles, labels in kept:
-                        first = duplicates.is_duplicate(row, smiles, labels)
+                    for row, line, input_smiles, smiles, labels in kept:
+                        first = duplicates.is_duplicate(row, line, smiles, labels)
                         if first is None:
-                            kept_now.append((row, input_smiles, smiles, labels))
+                            kept_now.append((row, line, input_smiles, smiles, labels))
                         else:
-                            rejected.append((row, input_smiles, "duplicate",
-                                             f"same canonical SMILES as row {first}"))
+                            rejected.append((row, line, input_smiles, "duplicate",
+                                             f"same canonical SMILES as line {first}"))
                     rejected.sort()
                     rej.writerows(rejected)
-                    reasons.update(r[2] for r in rejected)
+                    reasons.update(r[3] for r in rejected)
                     if kept_now:
                         writer.write_table(_to_table(kept_now, table.label_cols, schema))
                     n_kept += len(kept_now)
                     progress.update(len(kept) + len(rejected))
-                if n_kept + sum(reasons.values()) != n_in:  # the promise this step makes
-                    raise RuntimeError(f"row accounting broken: {n_kept} kept + "
-                                       f"{sum(reasons.values())} rejected != {n_in} input rows")
+                _check_accounting(lines, n_in, n_kept, sum(reasons.values()))
     finally:
         progress.close()
         if pool is not None:
             pool.terminate()
     result = {
-        "input": str(input_path), "input_rows": n_in, "kept": n_kept,
-        "rejected": sum(reasons.values()),
+        "input": str(input_path), "input_lines": lines.read, "header_lines": lines.header,
+        "blank_lines": lines.blank, "continuation_lines": lines.continuation, "input_rows": n_in,
+        "kept": n_kept, "rejected": sum(reasons.values()),
+        "accounting": accounting(lines, n_kept, sum(reasons.values())),
         "reasons": {r: reasons[r] for r in REJECT_REASONS if reasons[r]},
         "duplicates": duplicates.report() if not cfg.dedupe else {"removed": reasons["duplicate"]},
         "tasks": table.label_cols, "task_type": cfg.task, "standardize": cfg.standardize.as_dict(),
-        "seconds": round(time.perf_counter() - started, 2),
+        "filters": _filters(cfg), "seconds": round(time.perf_counter() - started, 2),
     }
     if summary is not None:
         write_json(summary, result)
-    log.info("clean %s: %d rows -> %d kept, %d rejected %s", input_path, n_in, n_kept,
-             result["rejected"], json.dumps(result["reasons"]))
+    log.info("clean %s: %s %s", input_path, result["accounting"], json.dumps(result["reasons"]))
     if n_in == 0:
-        log.warning("clean %s: the file has a header but no data rows", input_path)
+        log.warning("clean %s: no data rows (%s)", input_path, result["accounting"])
     return result
 
 
+def _filters(cfg: CleanConfig) -> dict:
+    return {"min_heavy_atoms": cfg.min_heavy_atoms, "elements": cfg.elements}
+
+
+def _check_accounting(lines: LineCount, rows: int, kept: int, rejected: int) -> None:
+    """The promise this step makes, checked before its outputs are published: every row kept or
+    rejected, every line a header, blank or continuation line or a row's first line."""
+    if kept + rejected != rows:
+        raise RuntimeError(f"row accounting broken: {kept} kept + {rejected} rejected != {rows} input rows")
+    if lines.records() != rows:
+        raise RuntimeError(f"line accounting broken: {lines} does not give {rows} rows")
+
+
 def _to_table(kept: list, label_cols: Sequence[str], schema: pa.Schema) -> pa.Table:
-    columns = [
-        pa.array([k[0] for k in kept], pa.int64()),
-        pa.array([k[1] for k in kept], pa.string()),
-        pa.array([k[2] for k in kept], pa.string()),
-    ]
-    for j in range(len(label_cols)):
-        columns.append(pa.array([k[3][j] for k in kept], pa.float64()))
+    row, line, input_smiles, smiles, labels = zip(*kept)
+    columns = [pa.array(row, pa.int64()), pa.array(line, pa.int64()),
+               pa.array(input_smiles, pa.string()), pa.array(smiles, pa.string())]
+    columns += [pa.array([k[j] for k in labels], pa.float64()) for j in range(len(label_cols))]
     return pa.Table.from_arrays(columns, schema=schema)
 
 

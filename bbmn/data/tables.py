@@ -2,8 +2,14 @@
 
 Python's ``csv`` module reads the records (quoted newlines, quoted commas in SIDER's headers),
 so every record is seen: a malformed one becomes a rejects row, never a silent skip.
-Rows are numbered 0-based over data records, header not counted, blank lines skipped (as pandas
-does), which is the numbering the spec's split digests use.
+
+Two numbers name a record. Its ``row`` is 0-based over data records, header not counted, blank
+lines skipped (as pandas does): the numbering of the spec's split digests, and the key that caches,
+splits and predictions join on. Its ``line`` is the 1-based line of the file on which the record
+starts, header and blank lines counted, as an editor shows it; a quoted CSV field that spans lines
+makes its record span them too, so the next record's line is further on. The lines that start no
+record (header, blank, the rest of a multi-line record) are counted in :class:`LineCount`, so that
+every line of the file is accounted for.
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ import csv
 import gzip
 import io
 import os
+import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 
 from bbmn.errors import BbmnError
@@ -21,6 +28,11 @@ from bbmn.errors import BbmnError
 csv.field_size_limit(1 << 26)
 
 FORMATS = ("csv", "smi")
+#: All a blank line may hold, and what separates an SMI line's SMILES from its name: spaces and
+#: tabs only. Any other character (a NUL, a form feed) stays in the SMILES, where it is rejected
+#: with a reason instead of vanishing as ``str.strip`` and ``str.split`` would make it.
+BLANKS = " \t"
+_SMI_SEPARATOR = re.compile(f"[{BLANKS}]+")
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -32,19 +44,77 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 @dataclass
-class Chunk:
-    """Up to ``chunk_rows`` records: their data-row numbers, SMILES and raw label strings.
+class LineCount:
+    """Lines of a file that start no data record: why a file's lines are more than its rows.
 
-    ``malformed`` lists (row, raw text, reason) for records that could not be read as a row.
+    ``read == header + blank + continuation + records`` for the lines read along with so many
+    records.
+
+    Attributes:
+        read: every line read.
+        header: the header (a CSV's, or an SMI file's read with ``smi_header``).
+        blank: empty lines and lines of spaces and tabs only; skipped, as pandas does.
+        continuation: lines of quoted multi-line CSV records after each one's first line.
+    """
+
+    read: int = 0
+    header: int = 0
+    blank: int = 0
+    continuation: int = 0
+
+    def __add__(self, other: LineCount) -> LineCount:
+        return LineCount(*(a + b for a, b in zip(astuple(self), astuple(other))))
+
+    def __sub__(self, other: LineCount) -> LineCount:
+        return LineCount(*(a - b for a, b in zip(astuple(self), astuple(other))))
+
+    def records(self) -> int:
+        """The number of records these lines started."""
+        return self.read - self.header - self.blank - self.continuation
+
+
+@dataclass
+class Chunk:
+    """Up to ``chunk_rows`` records: their data-row numbers, lines, SMILES and raw label strings.
+
+    ``malformed`` lists (row, raw text, reason) for records that could not be read as a row, and
+    ``malformed_lines`` their lines. ``other_lines`` counts the lines read since the previous
+    chunk that start no record, so that the chunks of a file add up to all of its lines.
     """
 
     rows: list[int] = field(default_factory=list)
     smiles: list[str] = field(default_factory=list)
     labels: list[list[str]] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
     malformed: list[tuple[int, str, str]] = field(default_factory=list)
+    malformed_lines: list[int] = field(default_factory=list)
+    other_lines: LineCount = field(default_factory=LineCount)
 
     def __len__(self) -> int:
         return len(self.rows) + len(self.malformed)
+
+    def add(self, row: int, line: int, fields: tuple[str, list[str]] | str) -> None:
+        """Add a record: ``fields`` is (SMILES, raw labels), or why it could not be read."""
+        if isinstance(fields, str):
+            self.malformed.append((row, fields, "malformed_row"))
+            self.malformed_lines.append(line)
+            return
+        smiles, labels = fields
+        self.rows.append(row)
+        self.lines.append(line)
+        self.smiles.append(smiles)
+        self.labels.append(labels)
+
+
+def smi_smiles(line: str) -> str | None:
+    """An SMI line's SMILES (its first field), or None for a blank line (see :data:`BLANKS`)."""
+    text = line.rstrip("\r\n").strip(BLANKS)
+    return _SMI_SEPARATOR.split(text, maxsplit=1)[0] if text else None
+
+
+def _blank_csv_record(fields: list[str]) -> bool:
+    """An empty line, or one field of spaces and tabs only (a blank line of a one-column CSV)."""
+    return not fields or (len(fields) == 1 and not fields[0].strip(BLANKS))
 
 
 def _open_text(path: Path, encoding: str) -> io.TextIOBase:
@@ -120,51 +190,76 @@ class MoleculeTable:
             f"{exc.start}); re-save it as UTF-8 or pass its encoding, e.g. --encoding latin-1")
 
     def chunks(self, chunk_rows: int = 4096) -> Iterator[Chunk]:
-        """Yield the file's records in order, ``chunk_rows`` at a time."""
-        reader = self._records()
-        chunk = Chunk()
-        for row, fields in reader:
-            if isinstance(fields, str):  # a malformed record, fields holds the reason
-                chunk.malformed.append((row, fields, "malformed_row"))
-            else:
-                smiles, labels = fields
-                chunk.rows.append(row)
-                chunk.smiles.append(smiles)
-                chunk.labels.append(labels)
-            if len(chunk) >= chunk_rows:
-                yield chunk
-                chunk = Chunk()
-        if len(chunk):
-            yield chunk
+        """Yield the file's records in order, ``chunk_rows`` at a time.
 
-    def _records(self) -> Iterator[tuple[int, tuple[str, list[str]] | str]]:
-        row = -1
+        A full chunk is held back until the next record is read, so that the lines after the
+        last record (trailing blank lines) are counted in the last chunk's ``other_lines``; a
+        file of blank lines only gives one empty chunk that counts them.
+        """
+        counts, counted = LineCount(), LineCount()
+        chunk, held = Chunk(), None
+
+        def settled(done: Chunk) -> Chunk:
+            nonlocal counted
+            done.other_lines, counted = counts - counted, replace(counts)
+            return done
+
+        for row, line, fields in self._records(counts):
+            if held is not None:
+                yield settled(held)
+                held = None
+            chunk.add(row, line, fields)
+            if len(chunk) >= chunk_rows:
+                held, chunk = chunk, Chunk()
+        last = settled(held if held is not None else chunk)
+        if len(last) or last.other_lines.read:
+            yield last
+
+    def _records(self, counts: LineCount) -> Iterator[tuple[int, int, tuple[str, list[str]] | str]]:
+        """``(row, line, fields)`` of each record, ``fields`` as in :meth:`Chunk.add`; the lines
+        that start no record are counted in ``counts`` as they are read."""
+        records = self._smi_records(counts) if self.fmt == "smi" else self._csv_records(counts)
         try:
-            with _open_text(self.path, self.encoding) as fh:
-                if self.fmt == "smi":
-                    if self.smi_header:
-                        next(fh, None)
-                    for line in fh:
-                        text = line.strip()
-                        if not text:
-                            continue
-                        row += 1
-                        yield row, (text.split()[0], [])
-                    return
-                reader = csv.reader(fh)
-                next(reader, None)
-                width = len(self.header)
-                for fields in reader:
-                    if not fields or (len(fields) == 1 and not fields[0].strip()):
-                        continue
-                    row += 1
-                    if len(fields) != width:
-                        yield row, f"{len(fields)} fields where the header has {width}: {','.join(fields)[:200]}"
-                        continue
-                    yield row, (fields[self.smiles_index], [fields[i] for i in self.label_index])
+            yield from records
         except UnicodeDecodeError as exc:
-            raise self._decode_error(exc, f"after data row {row}") from None
+            raise self._decode_error(exc, f"after line {counts.read}") from None
         except csv.Error as exc:
-            raise BbmnError(f"{self.path}: CSV error after data row {row}: {exc}") from None
+            raise BbmnError(f"{self.path}: CSV error after line {counts.read}: {exc}") from None
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise BbmnError(f"cannot read {self.path} after data row {row}: {exc}") from None
+            raise BbmnError(f"cannot read {self.path} after line {counts.read}: {exc}") from None
+
+    def _smi_records(self, counts: LineCount) -> Iterator[tuple[int, int, tuple[str, list[str]]]]:
+        row = -1
+        with _open_text(self.path, self.encoding) as fh:
+            for line, text in enumerate(fh, start=1):
+                counts.read = line
+                if line == 1 and self.smi_header:
+                    counts.header = 1
+                    continue
+                smiles = smi_smiles(text)
+                if smiles is None:
+                    counts.blank += 1
+                    continue
+                row += 1
+                yield row, line, (smiles, [])
+
+    def _csv_records(self, counts: LineCount) -> Iterator[tuple[int, int, tuple[str, list[str]] | str]]:
+        row = -1
+        with _open_text(self.path, self.encoding) as fh:
+            reader = csv.reader(fh)
+            next(reader, None)
+            counts.read = counts.header = reader.line_num
+            width = len(self.header)
+            for fields in reader:
+                first_line, counts.read = counts.read + 1, reader.line_num
+                spanned = counts.read - first_line + 1
+                if _blank_csv_record(fields):
+                    counts.blank += spanned
+                    continue
+                counts.continuation += spanned - 1
+                row += 1
+                if len(fields) != width:
+                    yield row, first_line, (f"{len(fields)} fields where the header has {width}: "
+                                            f"{','.join(fields)[:200]}")
+                    continue
+                yield row, first_line, (fields[self.smiles_index], [fields[i] for i in self.label_index])

@@ -1,5 +1,6 @@
 """The CLI, run in-process: the commands of the README, and one-line errors."""
 
+import csv
 import json
 
 import pyarrow.parquet as pq
@@ -25,6 +26,28 @@ def test_clean_featurize_split_descriptors(tmp_path, test_data, capsys):
     assert 4 not in split["train"] + split["val"] + split["test"]
     assert main(["descriptors", str(out), "--out", str(tmp_path / "d.parquet")]) == 0
     assert pq.read_metadata(tmp_path / "d.parquet").num_rows == 64
+
+
+def test_clean_names_lines_counts_blank_lines_and_filters_a_corpus(tmp_path, capsys):
+    """The issue's corpus in small: a blank first line, a whitespace-only line, a NUL before a C,
+    a lone xenon atom, methane and ethane."""
+    src = tmp_path / "corpus.smi"
+    src.write_bytes(b"\nCCO\n \t\n\x00C\n[Xe]\nC\nCC\nc1ccccc1 benzene\n")
+    args = ["clean", str(src), "--out", str(tmp_path / "c.parquet"), "--rejects", str(tmp_path / "r.csv"),
+            "--dedupe", "--min-heavy-atoms", "3", "--elements", "featurizer"]
+    assert main(args) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (printed["input_lines"], printed["blank_lines"], printed["input_rows"], printed["kept"]) == (8, 2, 6, 2)
+    assert printed["reasons"] == {"control_character": 1, "too_few_atoms": 3}
+    with open(tmp_path / "r.csv", newline="") as fh:
+        rejects = [(r["line"], r["input"], r["reason"]) for r in csv.DictReader(fh)]
+    assert rejects == [("4", "\x00C", "control_character"), ("5", "[Xe]", "too_few_atoms"),
+                       ("6", "C", "too_few_atoms"), ("7", "CC", "too_few_atoms")]
+    kept = pq.read_table(tmp_path / "c.parquet", columns=["row", "line"]).to_pylist()
+    assert kept == [{"row": 0, "line": 2}, {"row": 5, "line": 8}]
+    with pytest.raises(SystemExit):
+        main([*args[:-1], "noble"])
+    assert "invalid choice: 'noble'" in capsys.readouterr().err
 
 
 def test_user_errors_are_one_line_without_traceback(tmp_path, capsys):

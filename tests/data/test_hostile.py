@@ -85,7 +85,7 @@ def test_unusable_files_are_one_line_errors(capsys, tmp_path, name, extra, messa
     ("bom.csv", (), 2, 2, {}),
     ("quoted_newlines.csv", (), 3, 3, {}),
     ("ragged.csv", (), 4, 2, {1: "malformed_row", 2: "malformed_row"}),
-    ("nul_byte.csv", (), 2, 1, {0: "invalid_smiles"}),
+    ("nul_byte.csv", (), 2, 1, {0: "control_character"}),
     ("header_only.csv", (), 0, 0, {}),
     # "yes", "2", "-1", "inf", "TRUE", "0.5", "NA" are not 0/1; "", "nan" are missing; "1.0", " 1 ", "1e0" are 1
     ("labels.csv", (), 14, 7, {2: "invalid_label", 6: "invalid_label", 7: "invalid_label",
