@@ -26,13 +26,12 @@ WORKFLOW_KEYS = {
 
 
 def deep_merge(base: Mapping, override: Mapping) -> dict:
-    """``base`` with ``override`` merged in: mappings merge recursively, everything else replaces."""
+    """``base`` with ``override`` merged in: mappings merge recursively, everything else replaces
+    (snakemake's ``update_config``, on copies so that neither input changes)."""
+    from snakemake.utils import update_config
+
     merged = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
+    update_config(merged, copy.deepcopy(dict(override)))
     return merged
 
 

@@ -4,6 +4,10 @@ A local mirror (a directory laid out like the registry's ``file`` paths) is used
 file; otherwise the file is downloaded from its public address. Files inside archives (MOSES is
 published inside a PyPI wheel) are extracted by member name. Nothing is published under the final
 name unless its checksum matches the registry.
+
+Hand-written rather than ``pooch.retrieve``: pooch checks the hash of the file it downloads, while
+the registry records the extracted member's (the MOSES wheel), and it has no mirror-first lookup;
+the download itself is a plain ``urllib`` read with a tqdm bar, published atomically.
 """
 
 from __future__ import annotations
