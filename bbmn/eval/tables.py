@@ -293,6 +293,10 @@ def _headers(frame: pd.DataFrame, columns: list[str]) -> list[str]:
 
 
 def render_markdown(frame: pd.DataFrame, caption: str) -> str:
+    """The table in Markdown, a caption line above it. Written by hand rather than with
+    ``DataFrame.to_markdown`` (tabulate) or ``Styler.to_latex`` below: the tables need a group
+    row (Markdown) or a rule (LaTeX) between kinds of rows, and unpadded cells keep the files
+    diffable between runs."""
     wide = _wide(frame)
     columns = [c for c in wide.columns if c not in ("kind", "row", "label")]
     headers = ["Model", *_headers(frame, columns)]
