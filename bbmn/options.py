@@ -20,6 +20,11 @@ from dataclasses import MISSING, Field, field, fields
 from typing import Any
 
 
+#: help texts that several steps' options share
+DEVICE_HELP = "auto (a GPU when CUDA works, else the CPU), cpu, cuda or cuda:N"
+BF16_HELP = "bfloat16 autocast on a GPU (on a CPU: a warning, and float32, which is faster there)"
+
+
 def option(default: Any, help: str, *, choices: Iterable[str] | None = None, metavar: str | None = None,
            cli: bool = True) -> Any:
     """A dataclass field with its help text; mutable defaults are copied per instance."""

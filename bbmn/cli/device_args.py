@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from bbmn.options import BF16_HELP, DEVICE_HELP
+
 
 def add_device_args(p: argparse.ArgumentParser, bf16: bool = False) -> None:
     """``--device``, checked when the command starts (:func:`bbmn.train.device.resolve_device`);
     with ``bf16``, also ``--bf16``."""
     p.add_argument("--device", default="auto",
-                   help="auto (a GPU when CUDA works, else the CPU), cpu, cuda or cuda:N")
+                   help=DEVICE_HELP)
     if bf16:
         p.add_argument("--bf16", action="store_true",
-                       help="bfloat16 autocast on a GPU (on a CPU: a warning, and float32, which is faster there)")
+                       help=BF16_HELP)

@@ -73,7 +73,7 @@ from bbmn.eval.health import encode_graphs, health_of, matrix_health
 from bbmn.io import sha256_file, write_json
 from bbmn.kinds import PROBE_KINDS, RunKind
 from bbmn.models.options import ENCODER_SIZES
-from bbmn.options import option
+from bbmn.options import DEVICE_HELP, option
 
 if TYPE_CHECKING:  # scikit-learn and pandas load in seconds, and `bbmn --help` imports this module
     from bbmn.baselines.common import Dataset
@@ -115,8 +115,7 @@ class ProbeConfig:
                                 "instead of failing (external embeddings of molecules the other tool "
                                 "could not read)")
     threads: int = option(0, "threads of torch and of the BLAS / OpenMP pools (0 = their defaults)")
-    device: str = option("auto", "where the encoder runs: auto (a GPU when CUDA works, else the CPU), "
-                         "cpu, cuda or cuda:N; the regressions run on the CPU")
+    device: str = option("auto", f"where the encoder runs: {DEVICE_HELP}; the regressions run on the CPU")
 
     def grid(self, task_type: str) -> tuple[str, list[float]]:
         """The regularization parameter's name and its values, ascending."""

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bbmn.models.options import INPUTS, VIEW_NORMS
-from bbmn.options import option
+from bbmn.options import BF16_HELP, DEVICE_HELP, option
 
 
 #: model options added after runs were checkpointed, with their default
@@ -39,9 +39,8 @@ class PretrainConfig:
     dynamic_mask: bool = option(True, "new masks every epoch (--no-dynamic-mask: the same mask every "
                                 "epoch, the reference's behaviour)")
     model: dict[str, Any] = option({}, "BatmanNet's keyword arguments (ModelOptions)", cli=False)
-    device: str = option("auto", "auto (a GPU when CUDA works, else the CPU), cpu, cuda or cuda:N")
-    bf16: bool = option(False, "bfloat16 autocast on a GPU (on a CPU: a warning, and float32, which is "
-                        "faster there)")
+    device: str = option("auto", DEVICE_HELP)
+    bf16: bool = option(False, BF16_HELP)
     compile: bool = option(False, "run the model through torch.compile (dynamic shapes; a one-off "
                            "compile, then faster steps). Not a training key: the weights differ from "
                            "an eager run's only by dropout's random stream")
@@ -100,10 +99,8 @@ class FinetuneConfig:
     threads: int = option(0, "torch intra-op threads (0 = torch's default)")
     deterministic: bool = option(False, "torch's deterministic algorithms only (reproducible on GPUs; "
                                  "CPU runs are anyway)")
-    device: str = option("auto", "auto (a GPU when CUDA works, else the CPU), cpu, cuda or cuda:N. Not "
-                         "a training key: a run resumes on another device")
-    bf16: bool = option(False, "bfloat16 autocast on a GPU (on a CPU: a warning, and float32, which is "
-                        "faster there)")
+    device: str = option("auto", f"{DEVICE_HELP}. Not a training key: a run resumes on another device")
+    bf16: bool = option(False, BF16_HELP)
     compile: bool = option(False, "run the encoders through torch.compile (dynamic shapes). Not a "
                            "training key: the weights differ from an eager run's only by dropout's "
                            "random stream")
@@ -122,11 +119,15 @@ class FinetuneConfig:
                                  "as pre-training does (spec section 9 fine-tunes without it)")
     variant: str | None = option(None, "the pre-training variant whose model is fine-tuned (an "
                                  "ablation), recorded in metrics.json and tagged")
+    register: str = option("", "register the packaged model (mlflow_model) in the MLflow Model "
+                           "Registry under this name, its card as the version's tags (\"\" = no)",
+                           metavar="NAME")
 
     def training_keys(self) -> dict:
         """The settings that change the trained weights (a resumed checkpoint must match them)."""
         d = asdict(self)
-        for key in ("dataset", "eval_batch_size", "max_minutes", "threads", "variant", "compile"):
+        for key in ("dataset", "eval_batch_size", "max_minutes", "threads", "variant", "compile",
+                    "register"):
             d.pop(key)
         d.pop("device")  # a run may resume on another device
         return d
