@@ -98,6 +98,7 @@ def prepare_config(config: dict, schema_path: str | Path, overrides: Mapping | N
     merged = deep_merge(deep_merge(config, presets.get(name, {})), overrides)
     validate(merged, schema_path)
     _check_references(merged)
+    _check_source_entries(merged)
     _check_use_model(merged)
     _check_variants(merged, schema_path)
     return merged
@@ -111,6 +112,36 @@ def variant_pretrain(config: dict, name: str) -> dict:
         raise BbmnError(f"no pre-training variant named {name!r} (defined: {', '.join(variants) or 'none'})")
     section = {k: v for k, v in config["pretrain"].items() if k != "variants"}
     return deep_merge({**section, "snapshot_steps": []}, variants[name]["overrides"])
+
+
+def prepared_datasets(config: dict) -> list[str]:
+    """The datasets whose caches and splits the run builds: the run's (``run.prepare: run``) or
+    every registered one (``all``)."""
+    if config["run"]["prepare"] == "all":
+        return list(config["datasets"])
+    return list(dict.fromkeys(config["run"]["datasets"]))
+
+
+def _check_source_entries(config: dict) -> None:
+    """Each registry entry names a local ``path`` or a ``file`` with its ``sha256`` (a mirror copy
+    or a download), not both: the schema's ``oneOf`` would report the whole entry instead."""
+    for section in ("datasets", "corpora"):
+        for name, entry in config.get(section, {}).items():
+            key = f"config key {section}.{name}"
+            if entry.get("path") and entry.get("file"):
+                raise BbmnError(f"{key}: give path (a local file) or file (a mirror copy or a "
+                                "download), not both")
+            if entry.get("path"):
+                extra = [k for k in ("url", "member") if entry.get(k)]
+                if extra:
+                    raise BbmnError(f"{key}.{extra[0]}: a local path is not downloaded; "
+                                    f"drop {extra[0]}")
+            elif not entry.get("file"):
+                raise BbmnError(f"{key}: needs path (a local file) or file and sha256 (a mirror "
+                                "copy or a download)")
+            elif not entry.get("sha256"):
+                raise BbmnError(f"{key}.sha256: a mirror or downloaded file needs its sha256 "
+                                "(sha256sum FILE), or give a local path instead of file")
 
 
 def _check_use_model(config: dict) -> None:

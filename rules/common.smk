@@ -5,9 +5,19 @@ import shlex
 import shutil
 from pathlib import Path
 
-from bbmn.config import WORKFLOW_KEYS, prepare_config, variant_pretrain
+from bbmn.config import (
+    WORKFLOW_KEYS,
+    prepare_config,
+    prepared_datasets as _prepared_datasets,
+    variant_pretrain,
+)
 from bbmn.data.clean import CleanConfig
-from bbmn.data.sources import check_sources, default_digest_cache
+from bbmn.data.sources import (
+    DigestCache,
+    check_source,
+    check_sources,
+    default_digest_cache,
+)
 from bbmn.errors import BbmnError
 from bbmn.eval.probe import ProbeConfig
 from bbmn.kinds import FINETUNE_KINDS
@@ -21,8 +31,9 @@ try:
         Path(workflow.basedir) / "schemas" / "config.schema.yaml",
         overrides=workflow.config_settings.overwrite_config,
     )
-    # registered files: present in a mirror with the registry's sha256, or downloadable
-    check_sources(_prepared, default_digest_cache())
+    # registered files: a readable local path (hashed now), present in a mirror with the
+    # registry's sha256, or downloadable
+    SOURCES = check_sources(_prepared, default_digest_cache())
 except BbmnError as _error:
     raise WorkflowError(f"bbmn: {_error}") from None
 config.clear()
@@ -65,11 +76,28 @@ def registry_entry(name):
 
 def raw_path(name):
     """Where the fetch rule puts a registered file (its file name is kept)."""
-    return f"{DATA}/raw/{name}/{Path(registry_entry(name)['file']).name}"
+    entry = registry_entry(name)
+    return f"{DATA}/raw/{name}/{Path(entry.get('path') or entry['file']).name}"
+
+
+def source_sha256(name):
+    """A registered file's sha256; a local path's as hashed when the workflow started."""
+    if name not in SOURCES:  # a target of a dataset the run does not prepare
+        section = "datasets" if name in config["datasets"] else "corpora"
+        try:
+            cache = DigestCache(default_digest_cache())
+            SOURCES[name] = check_source(config, section, name, cache)
+        except BbmnError as error:
+            raise WorkflowError(f"bbmn: {error}") from None
+    return SOURCES[name].sha256
 
 
 def fetch_args(name):
+    """bbmn fetch options; passed as params, so a local file's new sha256 reruns fetch, clean
+    and everything downstream."""
     entry = registry_entry(name)
+    if entry.get("path"):
+        return shlex.join(["--sha256", source_sha256(name), "--local", entry["path"]])
     args = ["--sha256", entry["sha256"], "--path", entry["file"]]
     for mirror in config["data"]["mirrors"]:
         args += ["--mirror", mirror]
@@ -370,9 +398,8 @@ def finetune_targets():
 
 
 def prepared_datasets():
-    """The datasets whose caches and splits are built: all registered ones, or the run's."""
-    run = config["run"]
-    return list(config["datasets"]) if run["prepare"] == "all" else run["datasets"]
+    """The datasets whose caches and splits are built: the run's, or all registered ones."""
+    return _prepared_datasets(config)
 
 
 def probe_datasets():

@@ -11,6 +11,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="where the file goes")
     p.add_argument("--sha256", required=True, help="the file's registered sha256")
     p.add_argument("--path", help="the file's path inside a mirror directory")
+    p.add_argument("--local", metavar="FILE",
+                   help="a local file (a registry entry's path): copied, no mirror or download")
     p.add_argument("--mirror", action="append", default=[],
                    help="mirror directory (repeatable; $BBMN_DATA_MIRROR is tried first)")
     p.add_argument("--url", help="public address of the file (or of the archive holding it)")
@@ -21,8 +23,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bbmn.data.fetch import fetch, mirror_dirs
+    from bbmn.data.fetch import copy_local, fetch, mirror_dirs
 
+    if args.local:
+        print(f"{args.out}: {copy_local(args.out, args.local, args.sha256)}")
+        return 0
     origin = fetch(args.out, args.sha256, args.path, mirror_dirs(args.mirror), args.url,
                    args.member, args.download)
     print(f"{args.out}: {origin}")

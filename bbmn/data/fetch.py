@@ -1,9 +1,11 @@
 """The ``fetch`` step: put a registered raw data file in place, with its sha256 verified.
 
-A local mirror (a directory laid out like the registry's ``file`` paths) is used when it has the
-file; otherwise the file is downloaded from its public address. Files inside archives (MOSES is
+A registry entry's local ``path`` is copied as it is (:func:`copy_local`). For a ``file``, a local
+mirror (a directory laid out like the registry's ``file`` paths) is used when it has the file;
+otherwise the file is downloaded from its public address. Files inside archives (MOSES is
 published inside a PyPI wheel) are extracted by member name. Nothing is published under the final
-name unless its checksum matches the registry.
+name unless its checksum matches the registry (or, for a local path, the sha256 the workflow
+computed when it started).
 
 Hand-written rather than ``pooch.retrieve``: pooch checks the hash of the file it downloads, while
 the registry records the extracted member's (the MOSES wheel), and it has no mirror-first lookup;
@@ -52,6 +54,22 @@ def _download(url: str, dest: Path) -> None:
                     bar.update(len(block))
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         raise BbmnError(f"download of {url} failed: {exc}") from None
+
+
+def copy_local(dest: str | Path, source: str | Path, sha256: str) -> str:
+    """Make ``dest`` a copy of a registry entry's local ``path``, with the sha256 the workflow
+    computed when it started: a file edited since then fails here instead of mixing versions."""
+    source = Path(source)
+    if not source.is_file():
+        raise BbmnError(f"{source}: not found")
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(source, tmp)
+        got = sha256_file(tmp)
+        if got != sha256.lower():
+            raise BbmnError(f"{source} changed after the workflow started (sha256 {got}, expected "
+                            f"{sha256}); run the workflow again")
+    log.info("fetch: copied local file %s", source)
+    return f"local {source}"
 
 
 def fetch(dest: str | Path, sha256: str, relpath: str | None = None,

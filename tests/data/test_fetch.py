@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 
-from bbmn.data.fetch import fetch, mirror_dirs
+from bbmn.data.fetch import copy_local, fetch, mirror_dirs
 from bbmn.errors import BbmnError
 
 
@@ -61,3 +61,14 @@ def test_no_mirror_and_no_download(tmp_path, payload):
 def test_mirror_env_comes_first(monkeypatch, tmp_path):
     monkeypatch.setenv("BBMN_DATA_MIRROR", f"{tmp_path}/a:{tmp_path}/b")
     assert [p.name for p in mirror_dirs(["c"])] == ["a", "b", "c"]
+
+
+def test_a_local_path_is_copied_only_while_it_has_the_sha256_hashed_at_parse_time(tmp_path, payload):
+    mirror, sha, data = payload
+    local = mirror / "sets" / "a.csv"
+    assert copy_local(tmp_path / "raw" / "a.csv", local, sha) == f"local {local}"
+    assert (tmp_path / "raw" / "a.csv").read_bytes() == data
+    local.write_bytes(b"smiles\nCCN\n")
+    with pytest.raises(BbmnError, match="changed after the workflow started"):
+        copy_local(tmp_path / "raw" / "b.csv", local, sha)
+    assert not (tmp_path / "raw" / "b.csv").exists()

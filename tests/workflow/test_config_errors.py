@@ -17,7 +17,9 @@ BAD = "b" * 64
     (["datasets={bbbp: {file: no_such_file.csv}}"],
      "config key datasets.bbbp.file: 'no_such_file.csv' is in none of the mirrors"),
     ([f"datasets={{esol: {{sha256: {BAD}}}}}"], "config key datasets.esol.sha256: the mirror copy "),
-], ids=["unknown-key", "wrong-type", "missing-file", "checksum"])
+    (["datasets={mine: {path: nope.csv, labels: [y], task: regression, metric: rmse}}", "run={datasets: [mine]}"],
+     "config key datasets.mine.path: nope.csv not found (relative to the working directory "),
+], ids=["unknown-key", "wrong-type", "missing-file", "checksum", "missing-local-path"])
 def test_config_errors_are_one_line_before_any_job(tmp_path, overrides, message):
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     done = snakemake(tmp_path, "-n", "--config", "preset=tiny", *overrides, check=False)
