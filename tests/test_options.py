@@ -41,6 +41,8 @@ NOT_IN_WORKFLOW = {
     ("finetune", "eval_batch_size"): "scoring batch size does not change results",
     ("finetune", "inputs"): "set per job by its fine-tuning kind (finetune.kinds)",
     ("finetune", "variant"): "set per variant job from pretrain.variants",
+    ("finetune", "register"): "one name for every dataset x kind x seed job would mix unrelated models; "
+                              "register a chosen run's logged model afterwards (docs/tracking.md)",
     ("probe", "c_grid"): "the spec's grid", ("probe", "alpha_grid"): "the spec's grid",
     ("probe", "solver"): "chosen per width (auto)", ("probe", "max_iter"): "a safety bound",
     ("probe", "batch_size"): "memory only", ("probe", "drop_missing"): "external embeddings only",

@@ -8,18 +8,25 @@ with a ``smiles`` column (or a list of SMILES); output: ``bbmn predict``'s colum
 rows included with their reason.
 
 :func:`save_pyfunc` writes the model into a run directory (``<run>/mlflow_model``, usable without
-a tracking store: ``mlflow models serve -m <run>/mlflow_model --env-manager local``), with a
-signature and an input example; the fine-tuning run then logs that directory to MLflow as the
-run's logged model (:meth:`bbmn.train.tracking.Tracker.log_model`).
+a tracking store), with a signature and an input example; the fine-tuning run then logs that
+directory to MLflow as the run's logged model (:meth:`bbmn.train.tracking.Tracker.log_model`).
+The model carries bbmn itself as a wheel (``wheels/``, named in its ``requirements.txt``), so an
+environment MLflow builds for it (``mlflow models serve`` without ``--env-manager local``) needs
+only PyPI or a mirror of it, not this repository.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import logging
+import re
 import shutil
 import time
+import zipfile
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, distribution, version
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +34,9 @@ import mlflow.pyfunc
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
+from packaging.requirements import Requirement
 
+import bbmn
 from bbmn.errors import BbmnError
 from bbmn.io import atomic_path
 
@@ -37,9 +46,9 @@ log = logging.getLogger(__name__)
 PYFUNC_DIR = "mlflow_model"
 #: the input column
 SMILES = "smiles"
-#: what the model needs at run time besides bbmn itself (pinned to the versions that trained it)
-REQUIREMENTS = ("torch", "torch-geometric", "rdkit", "descriptastorus", "numpy", "pandas",
-                "pyarrow", "mlflow")
+#: where the model keeps the bbmn wheel its requirements.txt installs (the folder MLflow's own
+#: ``mlflow.models.add_libraries_to_model`` uses; pip resolves the path inside the model directory)
+WHEELS = "wheels"
 
 
 class BbmnPyfunc(mlflow.pyfunc.PythonModel):
@@ -79,14 +88,57 @@ def signature(tasks: Sequence[str]) -> ModelSignature:
     return ModelSignature(inputs=Schema([ColSpec("string", SMILES)]), outputs=Schema(outputs))
 
 
-def requirements() -> list[str]:
+def requirements(wheel: str) -> list[str]:
+    """bbmn's own dependencies and cloudpickle (which unpickles the model object), pinned to the
+    versions that trained the model, then the bbmn wheel at ``wheel`` (relative to the model)."""
+    needed = [Requirement(r).name for r in distribution("bbmn").requires or []
+              if "extra" not in str(Requirement(r).marker or "")]
     pins = []
-    for name in REQUIREMENTS:
+    for name in [*needed, "cloudpickle"]:
         try:
             pins.append(f"{name}=={version(name).split('+')[0]}")
         except PackageNotFoundError:
             pins.append(name)
-    return pins
+    return [*pins, wheel]
+
+
+def bbmn_wheel() -> tuple[str, bytes]:
+    """A wheel of the running bbmn (its package's modules, its installed metadata): file name, bytes.
+
+    Zipped here rather than built with ``pip wheel``: an installed bbmn may have no source tree,
+    and a build per fine-tuning run takes seconds and writes ``build/`` into a checkout that
+    parallel jobs share. The version gets the code's hash as a local label (``0.1.0+sha<12 hex>``):
+    MLflow reuses a model environment whose requirements read the same, so two models with other
+    code must not name the same wheel. Fixed timestamps: the same code gives the same bytes.
+    """
+    dist = distribution("bbmn")
+    package = Path(bbmn.__file__).parent
+    files = {f"bbmn/{p.relative_to(package).as_posix()}": p.read_bytes()
+             for p in sorted(package.rglob("*.py"))}
+    code = hashlib.sha256()
+    for name, data in files.items():
+        code.update(f"{name}\0{len(data)}\0".encode() + data)
+    release = f"{dist.version.split('+')[0]}+sha{code.hexdigest()[:12]}"
+    info = f"bbmn-{release}.dist-info"
+    metadata = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
+    files[f"{info}/METADATA"] = re.sub(r"(?m)^Version: .*$", f"Version: {release}", metadata, count=1).encode()
+    files[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: bbmn\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    files[f"{info}/entry_points.txt"] = (dist.read_text("entry_points.txt") or "").encode()
+    files[f"{info}/top_level.txt"] = b"bbmn\n"
+    record = [f"{name},sha256={_sha256(data)},{len(data)}" for name, data in files.items()]
+    files[f"{info}/RECORD"] = "".join(f"{line}\n" for line in [*record, f"{info}/RECORD,,"]).encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as whl:
+        for name, data in files.items():
+            entry = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            entry.compress_type, entry.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
+            whl.writestr(entry, data)
+    return f"bbmn-{release}-py3-none-any.whl", buffer.getvalue()
+
+
+def _sha256(data: bytes) -> str:
+    """A RECORD line's hash: urlsafe base64 of the sha256, unpadded (the wheel spec's form)."""
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
 def remove_pyfunc(run_dir: str | Path) -> None:
@@ -98,7 +150,8 @@ def save_pyfunc(run_dir: str | Path, examples: Sequence[str]) -> Path:
     """Save ``<run_dir>/model.pt`` as an MLflow pyfunc model in ``<run_dir>/mlflow_model``.
 
     Written to a temporary directory first and renamed, so a half-written model never appears.
-    ``examples`` (a few SMILES) become the input example. Returns the model directory.
+    ``examples`` (a few SMILES) become the input example; ``wheels/`` holds bbmn (:func:`bbmn_wheel`).
+    Returns the model directory.
     """
     from bbmn.train.checkpoint import load_checkpoint
 
@@ -106,14 +159,18 @@ def save_pyfunc(run_dir: str | Path, examples: Sequence[str]) -> Path:
     started = time.perf_counter()
     saved = load_checkpoint(run_dir / "model.pt")
     final = run_dir / PYFUNC_DIR
+    name, wheel_bytes = bbmn_wheel()
+    wheel = f"{WHEELS}/{name}"
     with atomic_path(final) as tmp:
         mlflow.pyfunc.save_model(
             path=str(tmp), python_model=BbmnPyfunc(), artifacts={"model": str(run_dir / "model.pt")},
             signature=signature(saved["tasks"]),
             input_example=pd.DataFrame({SMILES: list(examples)[:3]}),
-            pip_requirements=requirements(),
+            pip_requirements=requirements(wheel),
             metadata={"bbmn": {k: saved.get(k) for k in ("dataset", "seed", "init", "metric",
                                                            "task_type", "tasks", "best_epoch")}})
+        (tmp / WHEELS).mkdir()
+        (tmp / wheel).write_bytes(wheel_bytes)
     log.info("packaged the model as an MLflow pyfunc model in %s (%.1f s)", final,
              time.perf_counter() - started)
     return final

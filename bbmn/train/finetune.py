@@ -12,7 +12,10 @@ and scores that epoch on the test part. It writes into ``out``:
 - ``predictions.csv``: test part, ``row``, ``smiles``, then per task ``<task>`` (label, empty if
   missing) and ``<task>_pred`` (probability, or value in the label's units);
 - ``history.jsonl``: one line per epoch; ``config.json``: the effective configuration and what
-  was loaded from the pre-trained checkpoint.
+  was loaded from the pre-trained checkpoint;
+- ``mlflow_model/``: the model as an MLflow pyfunc model that carries bbmn
+  (:mod:`bbmn.inference.pyfunc`), logged to the run and, with ``register``, a new version of
+  that registered model.
 
 ``checkpoints/latest.pt`` is written atomically after every epoch; running the same command
 again after a kill resumes from the last finished epoch and ends with the same result as an
@@ -478,14 +481,17 @@ class _Finetuning:
             "peak_rss_mb": round(peak_rss_mb(), 1),
             "health": health,
         }
-        self._track_outputs(metrics, health)
+        self._track_outputs(metrics, health, card)
         return metrics
 
-    def _track_outputs(self, metrics: dict, health: dict) -> None:
+    def _track_outputs(self, metrics: dict, health: dict, card: dict) -> None:
         """The same model as an MLflow pyfunc model (bbmn predict's code path), in the run directory
-        and, when tracking works, as the run's logged model; metrics.json, written and tracked."""
+        and, when tracking works, as the run's logged model (and a version of the registered model
+        ``cfg.register``, the card as its tags); metrics.json, written and tracked."""
         cfg, tracker, out = self.cfg, self.tracker, self.out
-        tracker.log_model(save_pyfunc(out, self.data.test.smiles[:3]))
+        model_id = tracker.log_model(save_pyfunc(out, self.data.test.smiles[:3]))
+        if cfg.register:
+            tracker.register_model(cfg.register, model_id, tags={"card": card})
         write_metrics(out / "metrics.json", metrics)
         tracker.log_metrics({f"test_{cfg.metric}": metrics["test"]["value"],
                              f"best_val_{cfg.metric}": metrics["val"]["value"],
@@ -506,7 +512,8 @@ class _Finetuning:
 def _score_and_save(model: BatmanNetFinetune, data: LabelledData, cfg: FinetuneConfig, out: Path,
                     bf16: bool, extra: dict, card: dict) -> dict:
     """Score the validation and test parts, write ``predictions.csv`` and ``model.pt``; return
-    ``{"val": ..., "test": ...}`` as Score dicts. ``card`` is saved with the scores as its metrics."""
+    ``{"val": ..., "test": ...}`` as Score dicts. The scores become ``card``'s metrics (in place, so
+    that the caller registers the card the file carries), and the card is saved."""
     scores = {}
     for name in ("val", "test"):
         part = data.part(name)
@@ -516,6 +523,7 @@ def _score_and_save(model: BatmanNetFinetune, data: LabelledData, cfg: FinetuneC
         scores[name] = score(cfg.metric, part.labels, pred, data.tasks)
         for task, why in scores[name].skipped.items():
             log.warning("%s part: task %s not scored (%s)", name, task, why)
+    card["metrics"] = plain({n: s.as_dict() for n, s in scores.items()})
     write_predictions(out / "predictions.csv", data.test.rows, data.test.smiles, data.test.labels, pred,
                       data.tasks, data.task_type)
     save_checkpoint(out / "model.pt", kind="batmannet-finetuned", model_config=model.config,
@@ -523,5 +531,5 @@ def _score_and_save(model: BatmanNetFinetune, data: LabelledData, cfg: FinetuneC
                     metric=cfg.metric, descriptor_scaler=data.descriptor_scaler.as_dict(),
                     target_scaler=data.target_scaler.as_dict() if data.target_scaler else None,
                     descriptors="RDKit2DNormalized", dataset=cfg.dataset, seed=cfg.seed,
-                    card={**card, "metrics": plain({n: s.as_dict() for n, s in scores.items()})}, **extra)
+                    card=card, **extra)
     return {name: s.as_dict() for name, s in scores.items()}

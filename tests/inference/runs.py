@@ -9,10 +9,13 @@ from tests.data.test_labelled import labelled_files
 from tests.models.test_finetune import SMALL, make_pretrained
 
 _BUILT: dict = {}
+#: the Model Registry name the bbbp runs register under
+REGISTERED = "bbbp-batmannet"
 
 
 def finetuned_runs(tmp_path_factory) -> dict:
-    """bbbp: two pre-trained runs (split seeds 0 and 1, an ensemble); esol: one scratch run."""
+    """bbbp: two pre-trained runs (split seeds 0 and 1, an ensemble), registered as versions 1 and 2
+    of :data:`REGISTERED`; esol: one scratch run."""
     key = str(tmp_path_factory.getbasetemp())
     if key in _BUILT:
         return _BUILT[key]
@@ -27,7 +30,8 @@ def finetuned_runs(tmp_path_factory) -> dict:
         for seed in (0, 1):
             runs[f"bbbp{seed}"] = root / "bbbp" / "pretrained" / f"seed{seed}"
             finetune(bbbp["cache"], bbbp["descriptors"], bbbp[f"split{seed}"], runs[f"bbbp{seed}"],
-                     FinetuneConfig(dataset="bbbp", metric="roc_auc", seed=seed, epochs=2, threads=1),
+                     FinetuneConfig(dataset="bbbp", metric="roc_auc", seed=seed, epochs=2, threads=1,
+                                    register=REGISTERED),
                      checkpoint=pretrained)
         runs["esol0"] = root / "esol" / "scratch" / "seed0"
         finetune(esol["cache"], esol["descriptors"], esol["split0"], runs["esol0"],

@@ -1,5 +1,6 @@
 """Packaged models: the run's MLflow pyfunc model scores SMILES like bbmn predict, in process,
-from the tracking store, and over HTTP with `mlflow models serve`."""
+from the tracking store and the Model Registry, in a process whose bbmn is the model's own wheel,
+and over HTTP with `mlflow models serve`."""
 
 import json
 import os
@@ -8,19 +9,24 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
+from importlib.metadata import version
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from mlflow.artifacts import download_artifacts
 from mlflow.entities import LoggedModelStatus
 from mlflow.tracking import MlflowClient
 
 from bbmn.inference.predict import predict_file
-from bbmn.inference.pyfunc import PYFUNC_DIR
+from bbmn.inference.pyfunc import PYFUNC_DIR, WHEELS, bbmn_wheel
+from bbmn.train.checkpoint import load_checkpoint
 from bbmn.train.tracking import Tracker
-from tests.inference.runs import finetuned_runs
+from tests.inference.runs import REGISTERED, finetuned_runs
 from tests.processes import stop_process_group
 
 MLFLOW = Path(sys.executable).with_name("mlflow")
@@ -75,6 +81,69 @@ def test_each_finetuning_run_logs_its_model_to_the_tracking_store(runs):
         mlflow.set_tracking_uri(None)
     local = mlflow.pyfunc.load_model(str(runs["bbbp0"] / PYFUNC_DIR)).predict(pd.DataFrame({"smiles": SMILES}))
     assert np.allclose(got["p_np"].to_numpy(float), local["p_np"].to_numpy(float), equal_nan=True)
+
+
+def test_the_model_carries_bbmn_as_a_wheel_and_pins_the_training_environment(runs):
+    model_dir = runs["bbbp0"] / PYFUNC_DIR
+    [name] = [p.name for p in (model_dir / WHEELS).iterdir()]
+    assert name.startswith(f"bbmn-{version('bbmn')}+sha") and name.endswith("-py3-none-any.whl")
+    wheel = f"{WHEELS}/{name}"
+    requirements = (model_dir / "requirements.txt").read_text().split()
+    assert requirements[-1] == wheel
+    for library in ("torch", "torch-geometric", "rdkit", "descriptastorus", "numpy", "mlflow", "cloudpickle"):
+        assert f"{library}=={version(library).split('+')[0]}" in requirements
+    conda = yaml.safe_load((model_dir / "conda.yaml").read_text())
+    assert wheel in next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    with zipfile.ZipFile(model_dir / wheel) as whl:
+        names = whl.namelist()
+    release = name.split("-")[1]
+    assert "bbmn/inference/pyfunc.py" in names and f"bbmn-{release}.dist-info/RECORD" in names
+    assert bbmn_wheel() == bbmn_wheel()  # the same code, the same bytes
+
+
+@pytest.mark.slow
+def test_a_process_whose_bbmn_is_the_models_wheel_loads_and_predicts(runs, expected, tmp_path):
+    """The wheel installs offline (pip, no index) and is all of bbmn the model needs."""
+    model_dir = runs["bbbp0"] / PYFUNC_DIR
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                    "--target", str(site), *map(str, (model_dir / WHEELS).glob("*.whl"))], check=True)
+    script = ("import json, sys, bbmn, mlflow.pyfunc, pandas as pd\n"
+              "from importlib.metadata import version\n"
+              "got = mlflow.pyfunc.load_model(sys.argv[1]).predict(pd.DataFrame({'smiles': json.loads(sys.argv[2])}))\n"
+              "print(json.dumps({'bbmn': bbmn.__file__, 'version': version('bbmn'),\n"
+              "                  'status': got['status'].tolist(), 'p_np': got['p_np'].tolist()}))")
+    # PYTHONPATH comes before the venv's editable bbmn; the working directory holds no bbmn
+    env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script, str(model_dir), json.dumps(SMILES)], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.splitlines()[-1])
+    assert Path(got["bbmn"]).is_relative_to(site) and "+sha" in got["version"]
+    want = expected["bbbp0"]
+    assert got["status"] == want["status"].tolist()
+    assert np.allclose(np.array(got["p_np"], float), want["p_np"].to_numpy(float), equal_nan=True)
+
+
+def test_finetuning_registers_its_packaged_model_with_its_card(runs, tmp_path):
+    client = MlflowClient(runs["mlflow_uri"])
+    versions = sorted(client.search_model_versions(f"name = '{REGISTERED}'"), key=lambda v: int(v.version))
+    assert [int(v.version) for v in versions] == [1, 2]
+    for seed, registered in enumerate(versions):
+        card = load_checkpoint(runs[f"bbbp{seed}"] / "model.pt")["card"]
+        assert registered.tags["card.kind"] == "batmannet-finetuned"
+        assert registered.tags["card.training_config.seed"] == str(seed)
+        assert registered.tags["card.metrics.test.value"] == str(card["metrics"]["test"]["value"])
+        assert client.get_run(registered.run_id).data.tags["seed"] == str(seed)
+    mlflow.set_tracking_uri(runs["mlflow_uri"])
+    try:
+        local = Path(download_artifacts(f"models:/{REGISTERED}/2", dst_path=str(tmp_path)))
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert list((local / WHEELS).glob("bbmn-*.whl"))
+    got = mlflow.pyfunc.load_model(str(local)).predict(pd.DataFrame({"smiles": SMILES}))
+    want = mlflow.pyfunc.load_model(str(runs["bbbp1"] / PYFUNC_DIR)).predict(pd.DataFrame({"smiles": SMILES}))
+    assert np.allclose(got["p_np"].to_numpy(float), want["p_np"].to_numpy(float), equal_nan=True)
 
 
 def test_logging_a_model_respects_skipped_tracking(tmp_path):
