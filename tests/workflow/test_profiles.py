@@ -45,7 +45,7 @@ def jobs(output: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     pytest.importorskip("snakemake_executor_plugin_slurm",
-                        reason="pip install '.[test]' installs snakemake-executor-plugin-slurm")
+                        reason="pip install '.[cluster]' installs snakemake-executor-plugin-slurm")
     path = tmp_path_factory.mktemp("slurm")
     shutil.copy(REPO / "config.yaml", path / "config.yaml")
     return path
