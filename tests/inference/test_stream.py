@@ -1,6 +1,9 @@
-"""The streaming loop predict and embed share: counting, order, chunks, empty inputs, aborts."""
+"""The streaming loop predict and embed share: counting, order, chunks, empty inputs, aborts,
+the progress bar."""
 
+import io
 import json
+import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -59,3 +62,16 @@ def test_a_failing_chunk_leaves_no_output(src, tmp_path):
         stream_file(src, tmp_path / "out.parquet", fail_on_second, profile("standard"), metadata={},
                     keep=["id"], chunk_rows=4, batch_size=4)
     assert list(tmp_path.iterdir()) == [src]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("stderr, shown", [(Terminal(), True), (io.StringIO(), False)], ids=["tty", "pipe"])
+def test_a_bar_counts_the_rows_on_a_terminal_only(src, tmp_path, monkeypatch, stderr, shown):
+    monkeypatch.setattr(sys, "stderr", stderr)
+    stream_file(src, tmp_path / "out.parquet", identity, profile("standard"), metadata={"step": "predict"},
+                keep=["id"], chunk_rows=4, batch_size=2)
+    assert ("predict in.csv: 9mol" in stderr.getvalue()) is shown
