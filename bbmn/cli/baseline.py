@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from bbmn.cli.tracking_args import add_tracking_args
+
 METRICS = ("roc_auc", "rmse", "mae")  # bbmn.eval.metrics.METRICS, without importing scikit-learn here
 
 
@@ -21,9 +23,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metric", required=True, choices=METRICS, help="the dataset's metric")
     p.add_argument("--seed", type=int, default=0, help="model seed (use the split's seed)")
     p.add_argument("--threads", type=int, default=1, help="threads of the job")
-    p.add_argument("--tracking-parent", help="parent run record written by `bbmn track init`")
-    p.add_argument("--tracking-required", action="store_true",
-                   help="fail if the MLflow store cannot be used (default: skip tracking)")
+    add_tracking_args(p)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from bbmn.cli.tracking_args import add_tracking_args
 from bbmn.models.options import ENCODER_SIZES, HeadOptions, ModelOptions
 from bbmn.options import add_options, from_args
 from bbmn.train.config import FinetuneConfig
@@ -33,9 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_options(g, ModelOptions, only=ENCODER_SIZES, defaults=dict.fromkeys(ENCODER_SIZES))
     add_options(g, ModelOptions, only=("dropout",))
     add_options(g, HeadOptions)
-    p.add_argument("--tracking-parent", help="parent run record written by `bbmn track init`")
-    p.add_argument("--tracking-required", action="store_true",
-                   help="fail if the MLflow store cannot be used (default: skip tracking)")
+    add_tracking_args(p)
     p.set_defaults(run=run)
 
 

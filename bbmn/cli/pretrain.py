@@ -10,6 +10,7 @@ import argparse
 import json
 from dataclasses import asdict
 
+from bbmn.cli.tracking_args import add_tracking_args
 from bbmn.models.options import ModelOptions
 from bbmn.options import add_options, from_args
 from bbmn.train.config import PretrainConfig
@@ -24,9 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--variant-overrides", type=json.loads, default={}, metavar="JSON",
                    help="the settings the variant changes, as JSON (recorded and tagged)")
     add_options(p.add_argument_group("model (spec defaults)"), ModelOptions)
-    p.add_argument("--tracking-parent", help="parent run record written by `bbmn track init`")
-    p.add_argument("--tracking-required", action="store_true",
-                   help="fail if the MLflow store cannot be used (default: skip tracking)")
+    add_tracking_args(p)
     p.set_defaults(run=run)
 
 

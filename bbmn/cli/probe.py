@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from bbmn.cli.tracking_args import add_tracking_args
 from bbmn.models.options import ENCODER_SIZES, ModelOptions
 from bbmn.options import add_options, from_args
 
@@ -45,9 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "for a pre-training snapshot)")
     p.add_argument("--name", help="the external encoder's name (--embeddings only): 'Linear probe (NAME)'")
     add_options(p, ProbeConfig)
-    p.add_argument("--tracking-parent", help="parent run record written by `bbmn track init`")
-    p.add_argument("--tracking-required", action="store_true",
-                   help="fail if the MLflow store cannot be used (default: skip tracking)")
+    add_tracking_args(p)
     p.set_defaults(run=run)
 
 
