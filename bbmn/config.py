@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from bbmn.errors import BbmnError
+from bbmn.kinds import FINETUNE_KINDS
 
 #: keys of the workflow's step sections that are the workflow's own (its DAG, launcher and job
 #: threads), not options of the step's command; every other key is an option (bbmn.options)
@@ -120,6 +121,34 @@ def prepared_datasets(config: dict) -> list[str]:
     if config["run"]["prepare"] == "all":
         return list(config["datasets"])
     return list(dict.fromkeys(config["run"]["datasets"]))
+
+
+def existing_model(config: dict) -> bool:
+    """Whether ``pretrain.use_model`` gives the pre-trained model (no pretrain job)."""
+    use = config["pretrain"]["use_model"]
+    return bool(use["path"] or use["url"])
+
+
+def uses_pretrained_model(config: dict) -> bool:
+    """Whether something the run builds reads the pre-trained model: a fine-tuning kind that
+    starts from it, a probe of it or of its snapshots, an embedding by it. A run without any
+    (scratch kinds only, as ``bbmn train`` without a checkpoint) neither pre-trains nor needs a
+    corpus."""
+    starts_from_it = any(FINETUNE_KINDS[k].init == "pretrained" for k in config["finetune"]["kinds"])
+    probe = config["probe"]
+    probed = prepared_datasets(config) if probe["datasets"] == "all" else probe["datasets"]
+    snapshots = probe["snapshots"] and config["pretrain"]["snapshot_steps"] and not existing_model(config)
+    probes_it = bool(probed) and ("pretrained" in probe["encoders"] or bool(snapshots))
+    embeds_with_it = any(not entry.get("dataset") for entry in config["embed"])
+    return starts_from_it or probes_it or embeds_with_it
+
+
+def reads_corpus(config: dict) -> bool:
+    """Whether the run reads its corpus: to pre-train (its own model, or variants) or to check the
+    overlap of its own model's corpus with the datasets (leakage.check)."""
+    own_model = not existing_model(config)
+    return (bool(config["pretrain"]["variants"])
+            or own_model and (uses_pretrained_model(config) or config["leakage"]["check"]))
 
 
 def _check_source_entries(config: dict) -> None:

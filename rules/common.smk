@@ -7,8 +7,10 @@ from pathlib import Path
 
 from bbmn.config import (
     WORKFLOW_KEYS,
+    existing_model,
     prepare_config,
     prepared_datasets as _prepared_datasets,
+    uses_pretrained_model,
     variant_pretrain,
 )
 from bbmn.data.clean import CleanConfig
@@ -237,7 +239,7 @@ def pretrain_runtime_minutes():
 
 USE_MODEL = PRETRAIN["use_model"]
 #: fine-tune from an existing model (pretrain.use_model) instead of pre-training one
-EXISTING_MODEL = bool(USE_MODEL["path"] or USE_MODEL["url"])
+EXISTING_MODEL = existing_model(config)
 
 
 def pretrained_model():
@@ -502,9 +504,9 @@ def report_targets():
         if config["datasets"][name]["task"] == "classification"
     ]
     curves = (
-        []
-        if EXISTING_MODEL
-        else expand(rules.plot_pretrain.output.png, corpus=config["run"]["corpus"])
+        expand(rules.plot_pretrain.output.png, corpus=config["run"]["corpus"])
+        if uses_pretrained_model(config) and not EXISTING_MODEL
+        else []
     )
     return (
         curves
@@ -516,15 +518,16 @@ def report_targets():
 
 def all_targets():
     """Caches and splits of the datasets to prepare, descriptors of the ones this run trains
-    on, the pre-trained model, the tables, the report and the uses of the models (rule all,
-    after every rule is defined)."""
+    on, the pre-trained model (when something reads it), the tables, the report and the uses of
+    the models (rule all, after every rule is defined)."""
     run = config["run"]
     targets = []
     for name in prepared_datasets():
         targets.append(cache_path(name))
         targets += [split_path(name, seed) for seed in SEEDS]
     targets += [descriptors_path(name) for name in run["datasets"]]
-    targets.append(pretrained_model())
+    if uses_pretrained_model(config):
+        targets.append(pretrained_model())
     targets.append(rules.table.output.classification_md)
     if probe_encoders() and probe_datasets():
         targets.append(rules.probe_table.output.classification_md)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bbmn.config import prepared_datasets
+from bbmn.config import prepared_datasets, reads_corpus
 from bbmn.data.fetch import mirror_dirs
 from bbmn.errors import BbmnError
 from bbmn.io import sha256_file, write_json
@@ -84,10 +84,11 @@ class Source:
 
 def needed_sources(config: dict) -> Iterator[tuple[str, str, dict]]:
     """``(registry section, name, entry)`` of every file the run reads: the datasets it prepares
-    (``run.prepare``) and the run's corpus."""
+    (``run.prepare``) and the run's corpus when it reads one."""
     for name in prepared_datasets(config):
         yield "datasets", name, config["datasets"][name]
-    yield "corpora", config["run"]["corpus"], config["corpora"][config["run"]["corpus"]]
+    if reads_corpus(config):
+        yield "corpora", config["run"]["corpus"], config["corpora"][config["run"]["corpus"]]
 
 
 def check_sources(config: dict, digest_cache: str | Path | None = None) -> dict[str, Source]:
