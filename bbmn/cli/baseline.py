@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bbmn.cli.tracking_args import add_tracking_args
+from bbmn.cli.shared_args import add_tracking_args
 
 METRICS = ("roc_auc", "rmse", "mae")  # bbmn.eval.metrics.METRICS, without importing scikit-learn here
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bbmn.cli.tracking_args import add_tracking_args
+from bbmn.cli.shared_args import add_tracking_args
 from bbmn.models.options import ENCODER_SIZES, HeadOptions, ModelOptions
 from bbmn.options import add_options, from_args
 from bbmn.train.config import FinetuneConfig

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bbmn.cli.device_args import add_device_args
+from bbmn.cli.shared_args import add_device_args
 
 
 def add_molecule_input_args(p: argparse.ArgumentParser, *, chunk_rows: int, standardize_help: str) -> None:

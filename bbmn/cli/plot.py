@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from bbmn.cli.table import add_datasets_option
+from bbmn.cli.shared_args import add_datasets_option
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

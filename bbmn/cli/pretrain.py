@@ -10,7 +10,7 @@ import argparse
 import json
 from dataclasses import asdict
 
-from bbmn.cli.tracking_args import add_tracking_args
+from bbmn.cli.shared_args import add_tracking_args
 from bbmn.models.options import ModelOptions
 from bbmn.options import add_options, from_args
 from bbmn.train.config import PretrainConfig

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from bbmn.cli.shared_args import add_datasets_option
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("table", help="aggregate metric files into the paper's tables",
@@ -16,14 +18,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_datasets_option(p)
     p.add_argument("--tracking-parent", help="log the tables as artifacts of this workflow's run")
     p.set_defaults(run=run)
-
-
-def add_datasets_option(parser: argparse.ArgumentParser) -> None:
-    """``--datasets``: the run's dataset order (``run.datasets``), which the metric files do not
-    hold; ``bbmn plot`` takes it too, so the figures' panels follow the tables' columns."""
-    parser.add_argument("--datasets", nargs="*", default=[], metavar="NAME",
-                        help="the run's datasets in config order: the paper's come first in the "
-                        "paper's order, then the others in this order (default: by name)")
 
 
 def run(args: argparse.Namespace) -> int:
