@@ -132,6 +132,10 @@ def fit_task(X: np.ndarray, y: np.ndarray, train: np.ndarray, evaluate: Sequence
     kind = RandomForestClassifier if task_type == "classification" else RandomForestRegressor
     forest = kind(n_estimators=n_estimators, random_state=seed, n_jobs=threads, **params)
     forest.fit(_sparse(X[labelled], "csc"), targets)
+    # Predict in one thread: scikit-learn sums the trees' outputs in the order its threads finish,
+    # so with n_jobs > 1 the last bits of a prediction vary from run to run; one thread sums them
+    # in tree order. (Fitting stays parallel: each tree has its own seed.)
+    forest.set_params(n_jobs=1)
     predictions = []
     for idx in evaluate:
         if len(idx) == 0:
