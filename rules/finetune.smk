@@ -97,7 +97,7 @@ rule table:
 
 rule probe:
     input:
-        cache=f"{DATA}/cache/{{name}}.parquet",
+        cache=cache_path("{name}"),
         splits=lambda wc: [split_path(wc.name, seed) for seed in SEEDS],
         pretrained=lambda wc: probe_checkpoint(wc.encoder),
     output:
