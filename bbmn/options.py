@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, Field, field, fields
@@ -52,9 +53,15 @@ def cli_fields(cls: type, only: Iterable[str] | None = None, exclude: Iterable[s
             and f.name not in exclude]
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The fields' annotations, evaluated once per class (every command builds its parser)."""
+    return typing.get_type_hints(cls)
+
+
 def _value_type(cls: type, name: str) -> tuple[type, bool]:
     """The scalar type of a field and whether it holds a sequence of them."""
-    hint = typing.get_type_hints(cls)[name]
+    hint = _type_hints(cls)[name]
     if typing.get_origin(hint) in (list, tuple):
         return typing.get_args(hint)[0], True
     args = [a for a in typing.get_args(hint) if a is not type(None)]  # X | None
@@ -92,7 +99,7 @@ def from_args(cls: type, args: argparse.Namespace, **extra: Any) -> Any:
         if f.name in extra or not hasattr(args, f.name):
             continue
         value = getattr(args, f.name)
-        if isinstance(value, list) and typing.get_origin(typing.get_type_hints(cls)[f.name]) is tuple:
+        if isinstance(value, list) and typing.get_origin(_type_hints(cls)[f.name]) is tuple:
             value = tuple(value)
         values[f.name] = value
     return cls(**values, **extra)

@@ -369,16 +369,18 @@ def finetune_kind_args(kind, checkpoint):
     pre-trained checkpoint or the scratch architecture."""
     entry = FINETUNE_KINDS[kind]
     start = (
-        f"--checkpoint {checkpoint}" if entry.init == "pretrained" else encoder_args()
+        f"--checkpoint {checkpoint}"
+        if entry.init == "pretrained"
+        else shlex.join(encoder_flags())
     )
     return f"--inputs {entry.inputs} {start}"
 
 
-def encoder_args():
+def encoder_flags():
     """The pre-trained model's encoder sizes, for the runs and probes that start from fresh
     weights: the scratch and random rows compare like with like."""
     sizes = {key: PRETRAIN["model"][key] for key in ENCODER_SIZES}
-    return shlex.join(as_flags(sizes, ModelOptions))
+    return as_flags(sizes, ModelOptions)
 
 
 def finetune_runtime_minutes():
@@ -432,7 +434,7 @@ def probe_args(encoder, checkpoint):
         if encoder.startswith("step"):  # a snapshot: a row of its own
             args += ["--tag", encoder]
     else:
-        args = ["--random-init", "--init-seed", "0", *shlex.split(encoder_args())]
+        args = ["--random-init", "--init-seed", "0", *encoder_flags()]
     args += as_flags(PROBE, ProbeConfig, workflow_keys=WORKFLOW_KEYS["probe"])
     if TRACKING["required"]:
         args.append("--tracking-required")
