@@ -17,8 +17,10 @@ from pathlib import Path
 
 import yaml
 
+from bbmn import layout
 from bbmn.config import prepare_config
 from bbmn.errors import BbmnError
+from bbmn.io import read_json
 from bbmn.workflow_config import OneDataset, TrainChoices, one_dataset_config, schema, snakefile
 from bbmn.workflow_run import run_workflow
 
@@ -29,34 +31,29 @@ class Trained:
 
     Attributes:
         out: the run's directory (its ``config.yaml``, ``results/``, ``mlflow.db``).
+        results: its results directory (``out/results``).
         name: the dataset's registry name.
         kinds: fine-tuning kinds trained; ``results/finetune/<name>/<kind>/seed<N>/`` each.
         seconds: wall time.
+        registration: the Model Registry entry of the first kind's ensemble (``bbmn register``'s
+            record: name, version, model id...), or None when not asked for.
     """
 
     out: Path
+    results: Path
     name: str
     kinds: tuple[str, ...]
     seconds: float
+    registration: dict | None = None
 
     def model_dir(self, kind: str) -> Path:
         """The seed runs of one kind: ``bbmn predict --model`` takes it as an ensemble."""
-        return self.out / "results" / "finetune" / self.name / kind
+        return Path(layout.kind_dir(str(self.results), self.name, kind))
 
     def predict_command(self, smiles_column: str) -> str:
         return shlex.join(["bbmn", "predict", "NEW_MOLECULES.csv", "--smiles-col", smiles_column,
                            "--model", str(self.model_dir(self.kinds[0])),
                            "--out", "predictions.csv"])
-
-
-def checkpoint_sizes(checkpoint: str | Path) -> dict:
-    """A pre-trained model's encoder sizes (``pretrain.model`` keys), so that the workflow's
-    scratch rows and random probe encoder match it instead of refusing it."""
-    from bbmn.models.options import ENCODER_SIZES
-    from bbmn.train.checkpoint import load_checkpoint
-
-    saved = load_checkpoint(checkpoint, what="model file").get("model_config") or {}
-    return {key: saved[key] for key in ENCODER_SIZES if key in saved}
 
 
 def write_config(data: OneDataset, choices: TrainChoices, out: Path) -> dict:
@@ -79,12 +76,14 @@ def train_one(data: OneDataset, choices: TrainChoices, out: str | Path, cores: i
     Raises:
         BbmnError: one line: a missing file, a config the workflow refuses, or the failed step.
     """
+    from bbmn.train.checkpoint import encoder_sizes
+
     start = time.monotonic()
     out = Path(out).resolve()
     if not Path(data.csv).is_file():
         raise BbmnError(f"{data.csv}: not found")
     if choices.checkpoint is not None and not choices.model_sizes:
-        choices = replace(choices, model_sizes=checkpoint_sizes(choices.checkpoint))
+        choices = replace(choices, model_sizes=encoder_sizes(choices.checkpoint))
     config = write_config(data, choices, out)
     kinds = tuple(config["finetune"]["kinds"])
     show(f"bbmn train: {data.key} -> {out} (kinds {', '.join(kinds)}; seeds "
@@ -92,4 +91,9 @@ def train_one(data: OneDataset, choices: TrainChoices, out: str | Path, cores: i
     report = run_workflow(out, snakefile(), cores, show=show)
     if report.nothing_to_do:
         show("nothing to do: every step is up to date")
-    return Trained(out, data.key, kinds, time.monotonic() - start)
+    results = out / config["results"]
+    registration = None
+    if config["register"]:
+        name = config["register"][0]["name"]
+        registration = read_json(layout.registration_record(str(results), name))
+    return Trained(out, results, data.key, kinds, time.monotonic() - start, registration)

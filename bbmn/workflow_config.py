@@ -101,6 +101,8 @@ class TrainChoices:
         kinds: fine-tuning kinds; empty = ``pretrained`` with a checkpoint, else ``scratch``.
         baselines: also train ECFP + RF on the same splits.
         probes: also run the linear probes (pre-trained encoder with a checkpoint, random encoder).
+        register: a Model Registry name for the ensemble of the first kind's seed runs (the models
+            ``bbmn predict`` is pointed at); None = no registration.
     """
 
     checkpoint: Path | None = None
@@ -110,6 +112,7 @@ class TrainChoices:
     kinds: tuple[str, ...] = ()
     baselines: bool = False
     probes: bool = False
+    register: str | None = None
 
     def finetune_kinds(self) -> list[str]:
         default = ("pretrained",) if self.checkpoint is not None else ("scratch",)
@@ -156,4 +159,6 @@ def one_dataset_config(data: OneDataset, choices: TrainChoices, base: dict | Non
                            "models": ["ecfp_rf"] if choices.baselines else []}
     config["leakage"] = {**config.get("leakage", {}), "check": False}
     config["predict"], config["embed"] = [], []
+    config["register"] = ([{"name": choices.register, "dataset": data.key, "init": finetune["kinds"][0]}]
+                          if choices.register else [])
     return config

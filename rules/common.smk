@@ -20,6 +20,7 @@ from bbmn.data.sources import (
     check_sources,
     default_digest_cache,
 )
+from bbmn import layout
 from bbmn.errors import BbmnError
 from bbmn.eval.probe import ProbeConfig
 from bbmn.kinds import FINETUNE_KINDS
@@ -258,7 +259,7 @@ def check_existing_model():
     if not USE_MODEL["path"]:
         return
     from bbmn.io import sha256_file
-    from bbmn.train.checkpoint import load_checkpoint
+    from bbmn.train.checkpoint import encoder_sizes
 
     path = Path(USE_MODEL["path"])
     if not path.is_file():
@@ -270,7 +271,7 @@ def check_existing_model():
             f"bbmn: config key pretrain.use_model: {path} does not have the sha256 given"
         )
     try:
-        sizes = load_checkpoint(path, what="model file").get("model_config") or {}
+        sizes = encoder_sizes(path)
     except BbmnError as error:
         raise WorkflowError(
             f"bbmn: config key pretrain.use_model.path: {error}"
@@ -278,7 +279,7 @@ def check_existing_model():
     differ = {
         key: (sizes[key], value)
         for key, value in PRETRAIN["model"].items()
-        if key in ENCODER_SIZES and key in sizes and sizes[key] != value
+        if key in sizes and sizes[key] != value
     }
     if differ:
         text = ", ".join(
@@ -389,7 +390,7 @@ def finetune_runtime_minutes():
 
 def finetune_dir(name, kind, seed):
     """Run directory of one fine-tuning run (metrics.json, predictions.csv, model.pt)."""
-    return f"{RESULTS}/finetune/{name}/{kind}/seed{seed}"
+    return layout.finetune_dir(RESULTS, name, kind, seed)
 
 
 def finetune_targets():
@@ -590,9 +591,9 @@ def _use_entry(section, name):
     raise WorkflowError(f"bbmn: no {section} entry named {name!r} in the config")
 
 
-def predict_models(name):
-    """model.pt of each seed run of the entry's dataset and init (an ensemble)."""
-    entry = _use_entry("predict", name)
+def ensemble_models(section, name):
+    """model.pt of each seed run of a predict or register entry's dataset and init (an ensemble)."""
+    entry = _use_entry(section, name)
     init = entry.get("init", "pretrained")
     return [
         f"{finetune_dir(entry['dataset'], init, seed)}/model.pt"
@@ -630,9 +631,17 @@ def embed_args(name):
     return shlex.join(args)
 
 
+def registered_dir(name):
+    """Where the register rule puts an ensemble's packaged model and registration record."""
+    return layout.registered_dir(RESULTS, name)
+
+
 def use_targets():
     targets = [f"{RESULTS}/predictions/{e['name']}.csv" for e in config["predict"]]
     targets += [f"{RESULTS}/embeddings/{e['name']}.parquet" for e in config["embed"]]
+    targets += [
+        layout.registration_record(RESULTS, e["name"]) for e in config["register"]
+    ]
     # the overlap with the corpus a model was pre-trained on; unknown for an existing model
     if LEAKAGE["check"] and not EXISTING_MODEL:
         targets.append(f"{leakage_dir()}/summary.md")

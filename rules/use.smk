@@ -1,5 +1,6 @@
 # Using the trained models: leakage check of the pre-training corpus, predictions and embeddings
-# of new molecules (config sections `leakage`, `predict`, `embed`).
+# of new molecules, Model Registry entries (config sections `leakage`, `predict`, `embed`,
+# `register`).
 
 
 rule inchikeys:
@@ -73,7 +74,7 @@ rule leakage_filter:
 rule predict:
     input:
         molecules=lambda wc: _use_entry("predict", wc.name)["input"],
-        models=lambda wc: predict_models(wc.name),
+        models=lambda wc: ensemble_models("predict", wc.name),
     output:
         f"{RESULTS}/predictions/{{name}}.csv",
     log:
@@ -89,6 +90,27 @@ rule predict:
     shell:
         "bbmn predict {input.molecules} --model {input.models} --out {output}"
         " {params.options} --threads {threads} > {log} 2>&1"
+
+
+# One Model Registry version per run of the rule: the ensemble of a dataset's seed runs.
+rule register:
+    input:
+        models=lambda wc: ensemble_models("register", wc.name),
+    output:
+        model=directory(f"{registered_dir('{name}')}/mlflow_model"),
+        record=layout.registration_record(RESULTS, "{name}"),
+    log:
+        f"{LOGS}/register/{{name}}.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        tracking=TRACKING_RECORD,
+    shell:
+        "bbmn register {input.models} --name {wildcards.name} --out {output.model}"
+        " --record {output.record} --tracking-parent {params.tracking} > {log} 2>&1"
 
 
 rule embed:

@@ -18,8 +18,8 @@ from bbmn.errors import BbmnError
 
 #: Subcommands in the order of the pipeline; each is the module ``bbmn.cli.<name>``.
 COMMANDS = ("fetch", "clean", "featurize", "descriptors", "split", "pretrain", "baseline",
-            "finetune", "probe", "train", "predict", "embed", "info", "leakage", "table", "ablation",
-            "plot", "track", "bench")
+            "finetune", "probe", "train", "predict", "register", "embed", "info", "leakage", "table",
+            "ablation", "plot", "track", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

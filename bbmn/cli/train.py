@@ -49,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="SMILES standardization profile (default: standard; see bbmn clean --help)")
     p.add_argument("--baselines", action="store_true", help="also train ECFP + RF on the same splits")
     p.add_argument("--probes", action="store_true", help="also run the linear probes of the encoders")
+    p.add_argument("--register", metavar="NAME",
+                   help="register the seed runs of the first kind as one model (a new version of NAME) "
+                        "in the MLflow Model Registry of OUT/mlflow.db (see bbmn register --help)")
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1,
                    help="cores the workflow may use (default: all)")
     p.set_defaults(run=run)
@@ -61,11 +64,15 @@ def run(args: argparse.Namespace) -> int:
     data = OneDataset(args.input, tuple(args.labels), args.task, args.smiles_col, args.metric,
                       args.name, args.standardize)
     choices = TrainChoices(checkpoint=args.checkpoint, seeds=tuple(args.seeds), epochs=args.epochs,
-                           kinds=tuple(args.kinds), baselines=args.baselines, probes=args.probes)
+                           kinds=tuple(args.kinds), baselines=args.baselines, probes=args.probes,
+                           register=args.register)
     trained = train_one(data, choices, args.out, cores=args.cores)
-    print(f"done in {trained.seconds:.0f} s; tables: {trained.out / 'results' / 'tables'}")
+    print(f"done in {trained.seconds:.0f} s; tables: {trained.results / 'tables'}")
     for kind in trained.kinds:
         print(f"models ({kind}): {trained.model_dir(kind)}")
+    if trained.registration is not None:
+        print(f"registered as models:/{trained.registration['name']}/{trained.registration['version']} "
+              f"in {trained.out / 'mlflow.db'}")
     print("score new molecules with:")
     print(f"  {trained.predict_command(args.smiles_col)}")
     return 0

@@ -48,6 +48,7 @@ class Member:
         target_scaler: the training part's target standardization (regression), else None.
         standardize: the recorded standardization options (None if the run predates recording).
         info: dataset, seed, init, metric, best_epoch as recorded.
+        card: the model card (:mod:`bbmn.train.card`; None for a file written before cards).
     """
 
     path: Path
@@ -58,6 +59,7 @@ class Member:
     target_scaler: ColumnScaler | None
     standardize: dict | None
     info: dict
+    card: dict | None = None
 
 
 def model_files(paths: Sequence[str | Path]) -> list[Path]:
@@ -96,7 +98,8 @@ def load_member(path: str | Path) -> Member:
                   target_scaler=(ColumnScaler.from_dict(saved["target_scaler"])
                                  if saved.get("target_scaler") else None),
                   standardize=saved.get("standardize"),
-                  info={k: saved.get(k) for k in ("dataset", "seed", "init", "metric", "best_epoch")})
+                  info={k: saved.get(k) for k in ("dataset", "seed", "init", "metric", "best_epoch")},
+                  card=saved.get("card"))
 
 
 def load_model_file(path: str | Path, kinds: Sequence[str] = (FINETUNED,), use: str = "bbmn predict") -> dict:

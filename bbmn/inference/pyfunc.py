@@ -10,6 +10,7 @@ rows included with their reason.
 :func:`save_pyfunc` writes the model into a run directory (``<run>/mlflow_model``, usable without
 a tracking store), with a signature and an input example; the fine-tuning run then logs that
 directory to MLflow as the run's logged model (:meth:`bbmn.train.tracking.Tracker.log_model`).
+:func:`save_ensemble_pyfunc` packages several seed runs as one model (``bbmn register``).
 The model carries bbmn itself as a wheel (``wheels/``, named in its ``requirements.txt``), so an
 environment MLflow builds for it (``mlflow models serve`` without ``--env-manager local``) needs
 only PyPI or a mirror of it, not this repository.
@@ -52,12 +53,14 @@ WHEELS = "wheels"
 
 
 class BbmnPyfunc(mlflow.pyfunc.PythonModel):
-    """``mlflow.pyfunc`` model around one fine-tuned ``model.pt`` (artifact ``model``)."""
+    """``mlflow.pyfunc`` model around one fine-tuned ``model.pt`` (artifact ``model``) or an
+    ensemble of them (artifacts ``member_000``, ``member_001``, ...: the mean and std over the
+    members, as ``bbmn predict`` gives for several models)."""
 
     def load_context(self, context) -> None:
         from bbmn.inference.predict import Predictor, load_member
 
-        self.predictor = Predictor([load_member(context.artifacts["model"])])
+        self.predictor = Predictor([load_member(context.artifacts[k]) for k in sorted(context.artifacts)])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
                 ) -> pd.DataFrame:
@@ -80,11 +83,12 @@ def predict_frame(predictor, model_input) -> pd.DataFrame:
     return predictions_table(prepared, values, predictor.columns).to_pandas()
 
 
-def signature(tasks: Sequence[str]) -> ModelSignature:
-    """Input: a string column ``smiles``; output: bbmn predict's columns."""
+def signature(columns: Sequence[str]) -> ModelSignature:
+    """Input: a string column ``smiles``; output: bbmn predict's columns (``columns``: the
+    prediction columns, the tasks and, for an ensemble, their ``_std``)."""
     outputs = [ColSpec("long", "row"), ColSpec("string", "input"), ColSpec("string", "smiles"),
                ColSpec("string", "status"), ColSpec("string", "detail")]
-    outputs += [ColSpec("double", t, required=False) for t in tasks]
+    outputs += [ColSpec("double", c, required=False) for c in columns]
     return ModelSignature(inputs=Schema([ColSpec("string", SMILES)]), outputs=Schema(outputs))
 
 
@@ -149,28 +153,51 @@ def remove_pyfunc(run_dir: str | Path) -> None:
 def save_pyfunc(run_dir: str | Path, examples: Sequence[str]) -> Path:
     """Save ``<run_dir>/model.pt`` as an MLflow pyfunc model in ``<run_dir>/mlflow_model``.
 
-    Written to a temporary directory first and renamed, so a half-written model never appears.
-    ``examples`` (a few SMILES) become the input example; ``wheels/`` holds bbmn (:func:`bbmn_wheel`).
-    Returns the model directory.
+    ``examples`` (a few SMILES) become the input example. Returns the model directory.
     """
     from bbmn.train.checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
-    started = time.perf_counter()
     saved = load_checkpoint(run_dir / "model.pt")
-    final = run_dir / PYFUNC_DIR
+    return _save(run_dir / PYFUNC_DIR, {"model": run_dir / "model.pt"}, saved["tasks"], examples,
+                 {k: saved.get(k) for k in ("dataset", "seed", "init", "metric", "task_type", "tasks",
+                                            "best_epoch")})
+
+
+def save_ensemble_pyfunc(members: Sequence, out: str | Path, examples: Sequence[str]) -> Path:
+    """Save fine-tuned runs (:class:`bbmn.inference.predict.Member`, loaded and checked to predict
+    the same tasks alike) as one MLflow pyfunc model in ``out``: it predicts their mean and, per
+    task, ``<task>_std`` over them. Returns ``out``."""
+    from bbmn.inference.predict import Predictor
+
+    columns = Predictor(members).columns  # refuses members that do not make an ensemble
+    first = members[0]
+    metadata = {"ensemble": len(members), "tasks": first.tasks, "task_type": first.task_type,
+                "members": [{"model": str(m.path), **m.info} for m in members]}
+    return _save(Path(out), {f"member_{k:03d}": m.path for k, m in enumerate(members)}, columns,
+                 examples, metadata)
+
+
+def _save(final: Path, artifacts: dict[str, Path], columns: Sequence[str], examples: Sequence[str],
+          metadata: dict) -> Path:
+    """The pyfunc model of ``artifacts`` (model.pt files) in ``final``, with bbmn's wheel.
+
+    Written to a temporary directory first and renamed, so a half-written model never appears.
+    ``wheels/`` holds bbmn (:func:`bbmn_wheel`).
+    """
+    started = time.perf_counter()
     name, wheel_bytes = bbmn_wheel()
     wheel = f"{WHEELS}/{name}"
     with atomic_path(final) as tmp:
         mlflow.pyfunc.save_model(
-            path=str(tmp), python_model=BbmnPyfunc(), artifacts={"model": str(run_dir / "model.pt")},
-            signature=signature(saved["tasks"]),
+            path=str(tmp), python_model=BbmnPyfunc(),
+            artifacts={key: str(path) for key, path in artifacts.items()},
+            signature=signature(columns),
             input_example=pd.DataFrame({SMILES: list(examples)[:3]}),
-            pip_requirements=requirements(wheel),
-            metadata={"bbmn": {k: saved.get(k) for k in ("dataset", "seed", "init", "metric",
-                                                           "task_type", "tasks", "best_epoch")}})
+            pip_requirements=requirements(wheel), metadata={"bbmn": metadata})
         (tmp / WHEELS).mkdir()
         (tmp / wheel).write_bytes(wheel_bytes)
-    log.info("packaged the model as an MLflow pyfunc model in %s (%.1f s)", final,
+    log.info("packaged %s as an MLflow pyfunc model in %s (%.1f s)",
+             "the model" if len(artifacts) == 1 else f"an ensemble of {len(artifacts)} models", final,
              time.perf_counter() - started)
     return final

@@ -128,6 +128,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
         raise BbmnError(f"cannot read {what} {path}: {exc}") from None
 
 
+def encoder_sizes(path: str | Path) -> dict:
+    """A model file's encoder sizes as recorded (the ``pretrain.model`` keys of
+    :data:`bbmn.models.options.ENCODER_SIZES` its ``model_config`` holds): what a scratch model or
+    a random probe encoder needs to compare like with like.
+
+    Raises:
+        BbmnError: if the file cannot be read as a model file.
+    """
+    from bbmn.models.options import ENCODER_SIZES
+
+    saved = load_checkpoint(path, what="model file").get("model_config") or {}
+    return {key: saved[key] for key in ENCODER_SIZES if key in saved}
+
+
 def resumable_state(path: str | Path, fingerprint: str, set_aside: bool = True) -> dict | None:
     """The training state to resume from ``path``, or None to start fresh.
 

@@ -164,6 +164,11 @@ class Tracker:
             if self._parent_run_id is None:
                 self._fail(f"the workflow's tracking store was unusable ({record.get('error')})")
 
+    @property
+    def uri(self) -> str:
+        """The tracking store this run writes to (the parent record's, when nested)."""
+        return self._uri
+
     def _fail(self, why: str) -> None:
         if self.required:
             raise BbmnError(f"MLflow tracking failed: {why}")

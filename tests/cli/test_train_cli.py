@@ -1,9 +1,12 @@
-"""`bbmn train` end to end on ESOL's 100-molecule slice (a checkpoint, one seed, one epoch), then
-`bbmn predict` with the command it prints."""
+"""`bbmn train` end to end on ESOL's 100-molecule slice (a checkpoint, one seed, one epoch, the
+ensemble registered in the run's MLflow Model Registry), then `bbmn predict` with the command it
+prints, and the registered model giving the same predictions."""
 
 import json
 import shlex
 
+import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,15 +21,16 @@ def test_train_one_csv_then_predict_with_the_printed_command(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", str(TEST_DATA / "esol_100.csv"), "--labels", "logSolubility", "--task", "regression",
                  "--checkpoint", str(checkpoint), "--seeds", "0", "--epochs", "1", "--cores", "2",
-                 "--out", str(out)]) == 0
+                 "--register", "esol-batmannet", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "[ 6/11] finetune esol_100 kind=pretrained seed=0: " in printed
+    assert "[ 6/12] finetune esol_100 kind=pretrained seed=0: " in printed
+    assert f"registered as models:/esol-batmannet/1 in {out / 'mlflow.db'}" in printed
     metrics = json.loads((out / "results/finetune/esol_100/pretrained/seed0/metrics.json").read_text())
     assert metrics["checkpoint"]["path"] == str(checkpoint) and metrics["epochs_run"] == 1
     assert "esol_100 (RMSE)" in (out / "results/tables/regression.md").read_text()
     # only what was asked: no pre-training, baselines, probes or leakage check
     assert sorted(p.name for p in (out / "results").iterdir()) == [
-        "data", "figures", "finetune", "logs", "tables", "tracking"]
+        "data", "figures", "finetune", "logs", "registered", "tables", "tracking"]
 
     command = shlex.split(printed.strip().splitlines()[-1])
     assert command[:3] == ["bbmn", "predict", "NEW_MOLECULES.csv"]
@@ -39,10 +43,20 @@ def test_train_one_csv_then_predict_with_the_printed_command(tmp_path, capsys):
     table = pd.read_csv(predictions)
     assert list(table.status) == ["ok", "ok", "invalid_smiles"] and table.logSolubility[:2].notna().all()
 
+    mlflow.set_tracking_uri(f"sqlite:///{out / 'mlflow.db'}")
+    try:
+        registered = mlflow.pyfunc.load_model("models:/esol-batmannet/1")
+    finally:
+        mlflow.set_tracking_uri(None)
+    got = registered.predict(pd.DataFrame({"smiles": ["CCO", "c1ccccc1O", "not a smiles"]}))
+    assert list(got.status) == list(table.status)
+    assert np.allclose(got.logSolubility.to_numpy(float), table.logSolubility.to_numpy(float), equal_nan=True)
+
 
 def test_train_help_names_every_choice(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = capsys.readouterr().out
-    for words in ("--checkpoint MODEL.pt", "--seeds SEED [SEED ...]", "bbmn predict", "never pre-trains"):
+    for words in ("--checkpoint MODEL.pt", "--seeds SEED [SEED ...]", "bbmn predict", "never pre-trains",
+                  "--register NAME"):
         assert words in " ".join(text.split()), words

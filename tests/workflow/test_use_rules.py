@@ -1,9 +1,13 @@
-"""rules/use.smk with the tiny preset: the leakage check, the filtered corpus, predict and embed."""
+"""rules/use.smk with the tiny preset: the leakage check, the filtered corpus, predict, embed and
+the Model Registry entry of an ensemble."""
 
 import csv
 import json
 import shutil
 
+import mlflow
+import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -17,9 +21,11 @@ predict:
   - {{name: bbbp_new, input: {TEST_DATA / 'bbbp_150.csv'}, dataset: bbbp, keep: [p_np]}}
 embed:
   - {{name: zinc_pre, input: {TEST_DATA / 'zinc_200.smi'}}}
+register:
+  - {{name: bbbp-batmannet, dataset: bbbp}}
 """
 TARGETS = ["results/leakage/zinc200/summary.md", "results/predictions/bbbp_new.csv",
-           "results/embeddings/zinc_pre.parquet"]
+           "results/embeddings/zinc_pre.parquet", "results/registered/bbbp-batmannet/registration.json"]
 
 
 def workdir(tmp_path, use=USE):
@@ -35,7 +41,7 @@ def test_pretraining_reads_the_filtered_corpus_only_when_asked(tmp_path):
     assert "input: results/data/cache/zinc200.parquet\n" in plain and "noleak" not in plain
     dropped = snakemake(d, "-n", "--configfile", str(d / "use.yaml"), "--config", "preset=tiny").stdout
     assert "input: results/data/cache/zinc200.noleak.parquet\n" in dropped
-    for rule in ("leakage_filter", "predict", "embed", "inchikeys"):
+    for rule in ("leakage_filter", "predict", "embed", "inchikeys", "register"):
         assert f"rule {rule}:" in dropped
 
 
@@ -67,3 +73,14 @@ def test_tiny_run_of_the_use_rules(tmp_path):
     embeddings = pq.read_table(results / "embeddings" / "zinc_pre.parquet")
     assert embeddings.num_rows == 200 and embeddings.schema.field("embedding").type.list_size == 200
     assert (results / "logs" / "predict" / "bbbp_new.log").is_file()
+    registration = json.loads((results / "registered" / "bbbp-batmannet" / "registration.json").read_text())
+    assert registration["version"] == 1 and registration["uri"] == "sqlite:///mlflow.db"
+    assert registration["members"] == [f"results/finetune/bbbp/pretrained/seed{s}/model.pt" for s in (0, 1)]
+    mlflow.set_tracking_uri(f"sqlite:///{d / 'mlflow.db'}")
+    try:  # the registered ensemble scores like the predict rule's ensemble
+        model = mlflow.pyfunc.load_model("models:/bbbp-batmannet/1")
+        smiles = [r["input"] for r in predictions[:5]]
+        got = model.predict(pd.DataFrame({"smiles": smiles}))
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert np.allclose(got["p_np"].to_numpy(float), [float(r["p_np"]) for r in predictions[:5]])
