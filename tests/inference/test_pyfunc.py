@@ -168,17 +168,17 @@ def post(url: str, payload: dict) -> dict:
         return json.loads(response.read())
 
 
-@pytest.mark.slow
-def test_mlflow_models_serve_scores_smiles_over_http(runs, expected):
+def serve(model: str, env_manager: str, env: dict, start_seconds: float) -> list[dict]:
+    """Start `mlflow models serve`, post SMILES to it, stop it; the predictions."""
     port = free_port()
     env = {**os.environ, "PATH": os.pathsep.join([str(MLFLOW.parent), os.environ.get("PATH", "")]),
-           "OMP_NUM_THREADS": "1"}
-    server = subprocess.Popen([str(MLFLOW), "models", "serve", "-m", str(runs["bbbp0"] / PYFUNC_DIR),
-                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
+           "OMP_NUM_THREADS": "1", **env}
+    server = subprocess.Popen([str(MLFLOW), "models", "serve", "-m", model, "--env-manager", env_manager,
+                               "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + start_seconds
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
@@ -187,14 +187,49 @@ def test_mlflow_models_serve_scores_smiles_over_http(runs, expected):
             except OSError:
                 pass
             assert server.poll() is None, server.stdout.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "mlflow models serve did not start in 120 s"
+            assert time.monotonic() < deadline, f"mlflow models serve did not start in {start_seconds} s"
             time.sleep(0.5)
         answer = post(f"http://127.0.0.1:{port}/invocations",
                       {"dataframe_split": {"columns": ["smiles"], "data": [[s] for s in SMILES]}})
     finally:
         stop_process_group(server)
-    got = pd.DataFrame(answer["predictions"])
+    return answer["predictions"]
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_scores_smiles_over_http(runs, expected):
+    got = pd.DataFrame(serve(str(runs["bbbp0"] / PYFUNC_DIR), "local", {}, start_seconds=120))
     want = expected["bbbp0"]
     assert got["status"].tolist() == want["status"].tolist()
     assert got["row"].tolist() == list(range(len(SMILES)))
     assert np.allclose(got["p_np"].to_numpy(float), want["p_np"].to_numpy(float), equal_nan=True)
+
+
+#: opt-in: MLflow builds the model's own environment from a package index (about 2 GB, 7 minutes)
+ENV_MANAGER = os.environ.get("BBMN_TEST_SERVE_ENV_MANAGER")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ENV_MANAGER, reason="set BBMN_TEST_SERVE_ENV_MANAGER=virtualenv (or uv) to let "
+                    "MLflow build the model's environment from PyPI: it downloads about 2 GB, and "
+                    "tests do not download by default")
+def test_the_registered_ensemble_serves_from_an_environment_mlflow_builds(runs, tmp_path):
+    """The packaged model needs nothing of this checkout: MLflow installs its requirements and the
+    bbmn wheel it carries into a new environment and serves models:/<name>/<version> from there."""
+    from bbmn.cli.main import main
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ensemble = runs["root"] / "bbbp" / "pretrained"
+    assert main(["register", str(ensemble), "--name", "served", "--out", str(tmp_path / "model"),
+                 "--tracking-uri", uri]) == 0
+    envs = Path(os.environ.get("MLFLOW_ENV_ROOT", tmp_path / "envs"))  # a set root is reused
+    got = pd.DataFrame(serve("models:/served/1", ENV_MANAGER,
+                             {"MLFLOW_TRACKING_URI": uri, "MLFLOW_ENV_ROOT": str(envs)}, start_seconds=3600))
+    (tmp_path / "in.csv").write_text("smiles\n" + "".join(f"{s}\n" for s in SMILES))
+    predict_file([ensemble], tmp_path / "in.csv", tmp_path / "want.csv")
+    want = pd.read_csv(tmp_path / "want.csv", keep_default_na=False, na_values=[""])
+    assert got["status"].tolist() == want["status"].tolist()
+    for column in ("p_np", "p_np_std"):
+        assert np.allclose(got[column].to_numpy(float), want[column].to_numpy(float), equal_nan=True)
+    release = bbmn_wheel()[0].split("-")[1]  # 0.1.0+sha<code hash>: the environment has this code
+    assert list(envs.glob(f"*/lib/python*/site-packages/bbmn-{release}.dist-info"))
