@@ -51,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--probes", action="store_true", help="also run the linear probes of the encoders")
     p.add_argument("--register", metavar="NAME",
                    help="register the seed runs of the first kind as one model (a new version of NAME) "
-                        "in the MLflow Model Registry of OUT/mlflow.db (see bbmn register --help)")
+                        "in the MLflow Model Registry (OUT/mlflow.db, or $MLFLOW_TRACKING_URI; see bbmn register --help)")
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1,
                    help="cores the workflow may use (default: all)")
     p.set_defaults(run=run)
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"models ({kind}): {trained.model_dir(kind)}")
     if trained.registration is not None:
         print(f"registered as models:/{trained.registration['name']}/{trained.registration['version']} "
-              f"in {trained.out / 'mlflow.db'}")
+              f"in {trained.registration['uri']}")
     print("score new molecules with:")
     print(f"  {trained.predict_command(args.smiles_col)}")
     return 0

@@ -16,7 +16,7 @@ from tests.models.test_finetune import make_pretrained
 
 
 @pytest.mark.slow
-def test_train_one_csv_then_predict_with_the_printed_command(tmp_path, capsys):
+def test_train_one_csv_then_predict_with_the_printed_command(tmp_path, capsys, mlflow_uri):
     checkpoint = make_pretrained(tmp_path / "pretrain")  # hidden 32: train reads the sizes from it
     out = tmp_path / "run"
     assert main(["train", str(TEST_DATA / "esol_100.csv"), "--labels", "logSolubility", "--task", "regression",
@@ -24,7 +24,7 @@ def test_train_one_csv_then_predict_with_the_printed_command(tmp_path, capsys):
                  "--register", "esol-batmannet", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "[ 6/12] finetune esol_100 kind=pretrained seed=0: " in printed
-    assert f"registered as models:/esol-batmannet/1 in {out / 'mlflow.db'}" in printed
+    assert f"registered as models:/esol-batmannet/1 in {mlflow_uri}" in printed  # $MLFLOW_TRACKING_URI
     metrics = json.loads((out / "results/finetune/esol_100/pretrained/seed0/metrics.json").read_text())
     assert metrics["checkpoint"]["path"] == str(checkpoint) and metrics["epochs_run"] == 1
     assert "esol_100 (RMSE)" in (out / "results/tables/regression.md").read_text()
@@ -43,7 +43,7 @@ def test_train_one_csv_then_predict_with_the_printed_command(tmp_path, capsys):
     table = pd.read_csv(predictions)
     assert list(table.status) == ["ok", "ok", "invalid_smiles"] and table.logSolubility[:2].notna().all()
 
-    mlflow.set_tracking_uri(f"sqlite:///{out / 'mlflow.db'}")
+    mlflow.set_tracking_uri(mlflow_uri)
     try:
         registered = mlflow.pyfunc.load_model("models:/esol-batmannet/1")
     finally:
