@@ -19,7 +19,7 @@ import csv
 import logging
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -87,7 +87,9 @@ def ensemble_tags(members: Sequence[Member]) -> dict[str, str]:
             tags[f"metrics.{part}.mean"] = statistics.fmean(known)
             tags[f"metrics.{part}.std"] = statistics.pstdev(known)
         tags[f"metrics.{part}.n"] = len(known)  # members with a finite score
-    shared = _shared_entries([_flatten(m.card or {}) for m in members])
+    from bbmn.train.tracking import flatten
+
+    shared = _shared_entries([flatten(m.card or {}) for m in members])
     tags.update({f"card.{k}": v for k, v in shared.items() if not k.startswith("metrics.")})
     return {k: str(v) for k, v in tags.items() if v is not None}
 
@@ -98,16 +100,6 @@ def _member_score(member: Member, part: str) -> float | None:
     metrics = read_json(metrics_file) if metrics_file.is_file() else (member.card or {}).get("metrics", {})
     value = (metrics.get(part) or {}).get("value")
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def _flatten(nested: Mapping, prefix: str = "") -> dict[str, object]:
-    flat: dict[str, object] = {}
-    for key, value in nested.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _shared_entries(cards: Sequence[dict[str, object]]) -> dict[str, object]:

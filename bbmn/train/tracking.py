@@ -212,7 +212,7 @@ class Tracker:
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, str(v)[:6000]) for k, v in _flatten(params).items()]
+        items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
         for start in range(0, len(items), 100):  # MLflow's batch limit
             self._call("logging params", "log_batch", params=items[start:start + 100])
 
@@ -272,7 +272,7 @@ class Tracker:
             source = self._client.get_logged_model(model_id).artifact_location
             version = self._client.create_model_version(
                 name, source=source, run_id=self.run_id, model_id=model_id,
-                tags={k: str(v)[:MAX_TAG_CHARS] for k, v in _flatten(tags or {}).items()})
+                tags={k: str(v)[:MAX_TAG_CHARS] for k, v in flatten(tags or {}).items()})
         except Exception as exc:
             self._fail(f"registering the model as {name!r} failed ({exc})")
             return None
@@ -280,12 +280,13 @@ class Tracker:
         return int(version.version)
 
 
-def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level, keys joined by dots (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``)."""
     flat: dict[str, Any] = {}
     for key, value in params.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{name}."))
+            flat.update(flatten(value, f"{name}."))
         else:
             flat[name] = value
     return flat
