@@ -413,7 +413,7 @@ class _Pretraining:
         """Put back the snapshots of steps already done that a restart removed."""
         for at in self.cfg.snapshot_steps if self.ctx.is_main else ():
             path = self.out / "snapshots" / f"step-{at}.pt"
-            if at > self.step or path.exists():
+            if at >= self.step or path.exists():  # step `self.step` itself is written next
                 continue
             if (self.kept / path.name).exists():
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """Pre-training: the loss falls, a killed run resumes to the same weights, 2-process gloo DDP."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -53,10 +54,12 @@ def test_loss_falls_and_outputs_are_written(tmp_path, zinc_cache):
     assert model["kind"] == "batmannet-pretrained" and model["model_config"]["hidden"] == 100
 
 
-def test_step_validation_and_snapshots(tmp_path, zinc_cache):
+def test_step_validation_and_snapshots(tmp_path, zinc_cache, caplog):
     """Learning curves at equal steps, and the model kept at chosen steps (0 = initialization)."""
-    summary = pretrain(zinc_cache, tmp_path / "run", small(epochs=2, validate_every=5,
-                                                              snapshot_steps=[0, 5, 24]))
+    with caplog.at_level(logging.WARNING, logger="bbmn.train.pretrain"):
+        summary = pretrain(zinc_cache, tmp_path / "run", small(epochs=2, validate_every=5,
+                                                                  snapshot_steps=[0, 5, 24]))
+    assert not caplog.records, "a fresh run has no snapshot to restore"
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     # steps 0, 5, 10 (epoch 1 ends at 12 and is validated there), 15, 20, 24 (the end)
     assert [r["step"] for r in history] == [0, 5, 10, 12, 15, 20, 24] and summary["steps"] == 24
