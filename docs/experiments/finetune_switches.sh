@@ -5,7 +5,7 @@
 # e.g. ... run/model.pt out none="--view-norm none" bn="--view-norm batchnorm"
 # Each variant gets OUT_DIR/<variant>/tables/ (classification.md, paired.csv). A scratch run gets
 # the checkpoint's architecture (sizes and residual), so each pair differs only in its start.
-# DATASETS="bbbp bace" limits the datasets.
+# DATASETS="bbbp bace" limits the datasets; KINDS=pretrained leaves out the scratch runs.
 set -euo pipefail
 model=$1 out=$2
 shift 2
@@ -22,7 +22,7 @@ for spec in "$@"; do
   variant=${spec%%=*} flags=${spec#*=}
   for dataset in ${DATASETS:-bbbp bace clintox}; do
     for seed in 0 1 2; do
-      for kind in pretrained scratch; do
+      for kind in ${KINDS:-pretrained scratch}; do
         run=$out/$variant/$dataset/$kind/seed$seed
         [ -f "$run/metrics.json" ] && continue
         start=$([ $kind = pretrained ] && echo "--checkpoint $model" || echo "$scratch")

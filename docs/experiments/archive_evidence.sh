@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Keep an evidence run's records in the repository, so that a run spread over several sessions
+# (whose machines do not keep results/) can be tabled as one:
+#   docs/experiments/archive_evidence.sh RESULTS [DEST]      # copy (default DEST docs/evidence/records)
+#   docs/experiments/archive_evidence.sh --tables [DEST]     # the tables of everything archived
+# Copied: every fine-tuning, probe and baseline run's metrics.json (what `bbmn table` reads), the
+# probe encoders' health.json (docs/experiments/summarize_health.py reads the archive like a results
+# directory) and the pre-training run's config and learning curves. Models and predictions stay out.
+set -euo pipefail
+if [ "${1:-}" = "--tables" ]; then
+  dest=${2:-docs/evidence/records}
+  selection="up to 30 epochs, early stop after 10 epochs without improvement"
+  # The main table, as the workflow's: fine-tuning, baselines and the probe rows of the datasets
+  # fine-tuned so far; the probe table: every probed dataset.
+  datasets=$(find "$dest"/finetune -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort)
+  mapfile -t main < <(for d in $datasets; do
+    find "$dest"/finetune/"$d" "$dest"/baselines/"$d" "$dest"/probe/"$d" -name metrics.json 2>/dev/null
+  done | sort)
+  bbmn table "${main[@]}" --out-dir "$dest/../tables" --selection "$selection"
+  mapfile -t probes < <(find "$dest"/probe -name metrics.json | sort)
+  bbmn table "${probes[@]}" --out-dir "$dest/../tables/probe" \
+    --selection "linear probe of the frozen encoder, regularization chosen on validation"
+  exit 0
+fi
+results=$1 dest=${2:-docs/evidence/records}
+mkdir -p "$dest"
+for part in finetune probe baselines; do
+  [ -d "$results/$part" ] || continue
+  (cd "$results" && find "$part" \( -name metrics.json -o -name health.json \) -print0) |
+    while IFS= read -r -d '' file; do
+      mkdir -p "$dest/$(dirname "$file")"
+      cp -p "$results/$file" "$dest/$file"
+    done
+done
+if [ -d "$results/pretrain/zinc250k" ]; then
+  mkdir -p "$dest/pretrain"
+  find "$results/pretrain/zinc250k" -maxdepth 1 \( -name '*.json' -o -name '*.jsonl' -o -name '*.csv' \) \
+    -exec cp -p {} "$dest/pretrain/" \;
+fi
+echo "archived $(find "$dest" -name metrics.json | wc -l) run records in $dest"
