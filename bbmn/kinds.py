@@ -15,6 +15,7 @@ The controls answer "what does pre-training add?" on the identical split files:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -77,10 +78,23 @@ PAIRS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def _natural(text: str) -> tuple:
+    """``step500`` before ``step1500``: digit runs compare as numbers."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
+
+
 def row_order(key: str) -> tuple:
-    """Sort key of a row: registry order first, unknown rows after, alphabetically."""
+    """Sort key of a row: registry order; a tagged row (``probe_pretrained_step500``, see
+    :func:`bbmn.eval.probe.tagged`) right after its kind, tags in natural order; unknown rows
+    last, in natural order."""
     keys = [kind.key for kind in ROWS]
-    return (keys.index(key), key) if key in keys else (len(keys), key)
+    if key in keys:
+        return (keys.index(key), ())
+    tagged = [k for k in keys if key.startswith(k + "_")]
+    if tagged:
+        base = max(tagged, key=len)
+        return (keys.index(base), _natural(key[len(base) + 1:]))
+    return (len(keys), _natural(key))
 
 
 def label_of(key: str) -> str:
