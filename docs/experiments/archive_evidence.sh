@@ -12,11 +12,13 @@ if [ "${1:-}" = "--tables" ]; then
   selection="up to 30 epochs, early stop after 10 epochs without improvement"
   # The main table, as the workflow's: fine-tuning, baselines and the probe rows of the datasets
   # fine-tuned so far; the probe table: every probed dataset.
-  datasets=$(find "$dest"/finetune -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort)
+  datasets=$(find "$dest"/finetune -mindepth 1 -maxdepth 1 -type d -printf '%f\n' 2>/dev/null | sort || true)
   mapfile -t main < <(for d in $datasets; do
     find "$dest"/finetune/"$d" "$dest"/baselines/"$d" "$dest"/probe/"$d" -name metrics.json 2>/dev/null
   done | sort)
-  bbmn table "${main[@]}" --out-dir "$dest/../tables" --selection "$selection"
+  if [ ${#main[@]} -gt 0 ]; then
+    bbmn table "${main[@]}" --out-dir "$dest/../tables" --selection "$selection"
+  fi
   mapfile -t probes < <(find "$dest"/probe -name metrics.json | sort)
   bbmn table "${probes[@]}" --out-dir "$dest/../tables/probe" \
     --selection "linear probe of the frozen encoder, regularization chosen on validation"

@@ -26,6 +26,9 @@ def mean(values):
 
 
 def finetune_health(results: Path) -> None:
+    if not (results / "finetune").is_dir():
+        print("(no fine-tuning runs yet)")
+        return
     print("| dataset | kind | seeds | spread atom / bond | effective rank atom / bond | input share atom / bond |")
     print("|---|---|--:|---|---|---|")
     for dataset in sorted(p.name for p in (results / "finetune").iterdir() if p.is_dir()):
