@@ -206,7 +206,12 @@ def test_both_solvers_find_the_same_probe(bbbp):
     newton = fit_probe(X, data, "roc_auc", CFG)
     lbfgs = fit_probe(X, data, "roc_auc", dataclasses.replace(CFG, solver="lbfgs"))
     assert (newton.solver, lbfgs.solver) == ("newton-cholesky", "lbfgs")  # 32 features: auto is Newton
-    assert np.allclose(newton.test_pred, lbfgs.test_pred, atol=1e-2) and newton.value == lbfgs.value
+    assert newton.value == lbfgs.value  # the same C chosen on validation
+    # lbfgs stops at its gradient tolerance: at C = 100 that leaves up to ~0.01 in a probability, and
+    # how much depends on the CPU's BLAS (0.0103 on an AVX2 EPYC), so compare predictions at 0.03 and
+    # the test score at 0.01
+    assert np.abs(newton.test_pred - lbfgs.test_pred).max() < 3e-2
+    assert newton.test.value == pytest.approx(lbfgs.test.value, abs=1e-2)
     assert CFG.solver_for(513) == "lbfgs"
     with pytest.raises(BbmnError, match="unknown solver 'sag'"):
         fit_probe(X, data, "roc_auc", dataclasses.replace(CFG, solver="sag"))
