@@ -1,6 +1,7 @@
-"""profiles/slurm against a real one-node SLURM (tests/workflow/slurm_cluster.py): the tiny preset
-submitted with `--profile`, every non-local job through sbatch, and the same tables as a local
-`--cores 2` run. Skipped, with the reason, where the SLURM packages are missing or the daemons
+"""profiles/slurm against a real one-node SLURM (tests/workflow/slurm_cluster.py): the smallest
+workflow that still runs every kind of job (tests/workflow/reliability.py: the tiny preset on BBBP,
+seed 0, the pre-trained init) submitted with `--profile`, every non-local job through sbatch, and
+the same tables as the session's local `--cores 2` run of that workflow. Skipped, with the reason, where the SLURM packages are missing or the daemons
 cannot start (.ci/run installs them: slurmctld slurmd slurm-client munge)."""
 
 import os
@@ -17,12 +18,12 @@ import yaml
 
 from tests.conftest import REPO, TEST_DATA
 from tests.workflow import slurm_cluster
-from tests.workflow.test_workflow import tiny_workflow
+from tests.workflow.reliability import CONFIG, TARGET, reference_run
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 ACCOUNT = "bbmn-test"
-TABLES = ("classification.csv", "regression.csv")
+TABLES = ("classification.csv", "per_task.csv")
 
 
 def profile_for(cluster: slurm_cluster.Cluster) -> dict:
@@ -87,7 +88,9 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_tables(tmp_path_factory):
-    return tiny_workflow(tmp_path_factory, "local") / "results" / "tables"
+    """The local run's tables: the uninterrupted reference run the determinism and interruption
+    tests share (made once per session)."""
+    return reference_run(tmp_path_factory) / "results" / "tables"
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +101,7 @@ def slurm_run(cluster, tmp_path_factory):
     profile.mkdir()
     (profile / "config.yaml").write_text(yaml.safe_dump(profile_for(cluster), sort_keys=False))
     cmd = [str(SNAKEMAKE), "--snakefile", str(REPO / "workflow" / "Snakefile"), "--directory",
-           str(workdir), "--profile", str(profile), "--config", "preset=tiny"]
+           str(workdir), "--profile", str(profile), "--config", *CONFIG, "--", TARGET]
     path = os.pathsep.join([str(SNAKEMAKE.parent), cluster.env["PATH"]])
     env = {**cluster.env, "PATH": path, "BBMN_DATA_MIRROR": str(TEST_DATA)}
     env.pop("SLURM_JOB_ID", None)
