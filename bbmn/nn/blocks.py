@@ -240,7 +240,9 @@ class HeadAttention(nn.Module):
         """
         _, n, h = qkv.shape
         s = a = self.heads
-        projected = torch.baddbmm(self.qkv_bias, qkv.view(3, s * n, h), self.qkv_weight.transpose(1, 2))
+        # reshape, not view: eager gets contiguous message-net outputs here, but the compiler's
+        # stride rules can see them transposed (hidden 16, depth 2), where a view cannot be taken
+        projected = torch.baddbmm(self.qkv_bias, qkv.reshape(3, s * n, h), self.qkv_weight.transpose(1, 2))
         q, k, v = projected.view(3, s, n, a, h // a).unbind(0)  # (s, n, a, d)
         # the sequence is only `heads` long: broadcasting beats batches of tiny matrix products
         scores = (q.unsqueeze(1) * k.unsqueeze(0)).sum(-1) * (a / h) ** 0.5  # (s, t, n, a)
