@@ -270,13 +270,17 @@ def build_table(results: Sequence[RunResult], order: Sequence[str], with_mean: b
     return pd.DataFrame(lines)
 
 
+#: The kinds of rows, in table order, and the heading of their group.
+GROUP_HEADINGS = {"result": "results", "paired": "paired differences", "reference": "references",
+                  "difference": "differences"}
+
+
 def _wide(frame: pd.DataFrame) -> pd.DataFrame:
     wide = frame.pivot_table(index=["kind", "row", "label"], columns="dataset", values="text",
                              aggfunc="first", sort=False)
     columns = list(dict.fromkeys(frame["dataset"]))  # build_table's order: datasets, then the mean
     wide = wide[columns].reset_index()
-    order = {"result": 0, "paired": 1, "reference": 2, "difference": 3}
-    wide["_k"] = wide["kind"].map(order)
+    wide["_k"] = wide["kind"].map({kind: i for i, kind in enumerate(GROUP_HEADINGS)})
     return wide.sort_values("_k", kind="stable").drop(columns="_k")
 
 
@@ -305,7 +309,7 @@ def render_markdown(frame: pd.DataFrame, caption: str) -> str:
     previous = None
     for _, r in wide.iterrows():
         if previous is not None and r["kind"] != previous:
-            lines.append("| " + " | ".join([f"*{r['kind']}s*"] + [""] * len(columns)) + " |")
+            lines.append("| " + " | ".join([f"*{GROUP_HEADINGS[r['kind']]}*"] + [""] * len(columns)) + " |")
         previous = r["kind"]
         lines.append("| " + " | ".join([r["label"]] + [str(r[c]) for c in columns]) + " |")
     return "\n".join(lines) + "\n"
@@ -323,7 +327,7 @@ def render_html(frame: pd.DataFrame, caption: str) -> str:
     previous = None
     for _, r in wide.iterrows():
         if previous is not None and r["kind"] != previous:
-            lines.append(f"<tr class=\"kind\"><td colspan=\"{len(headers)}\">{escape(r['kind'])}s</td></tr>")
+            lines.append(f"<tr class=\"kind\"><td colspan=\"{len(headers)}\">{escape(GROUP_HEADINGS[r['kind']])}</td></tr>")
         previous = r["kind"]
         cells = [r["label"]] + ["–" if pd.isna(r[c]) else str(r[c]) for c in columns]
         lines.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")

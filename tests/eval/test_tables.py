@@ -58,6 +58,8 @@ def test_mean_std_and_differences(tmp_path, files):
     assert (line["pairs"], line["better"], line["worse"]) == (6, 6, 0) and line["wilcoxon_p"] < 0.05
     md = (tmp_path / "tables" / "classification.md").read_text()
     assert "balanced scaffold" in md and "seeds 0, 1, 2" in md and "| BatmanNet (pre-trained) | 0.920 (0.016) |" in md
+    groups = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| *")]
+    assert groups == ["*paired differences*", "*references*", "*differences*"]
     assert "\\begin{tabular}" in (tmp_path / "tables" / "classification.tex").read_text()
     reg = pd.read_csv(written["regression.csv"])
     esol = reg[(reg.row == "batmannet_pretrained") & (reg.dataset == "esol")].iloc[0]
