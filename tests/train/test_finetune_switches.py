@@ -8,7 +8,7 @@ from bbmn.data.labelled import load_labelled
 from bbmn.errors import BbmnError
 from bbmn.models.finetune import BatmanNetFinetune
 from bbmn.train.checkpoint import load_checkpoint
-from bbmn.train.finetune import finetune, make_optimizer
+from bbmn.train.finetune import finetune, make_optimizer, normalized_views, part_views
 from bbmn.train.schedule import NoamSchedule
 from tests.models.test_finetune import SMALL
 from tests.train.test_finetune import bbbp, mlflow_uri, pretrained, small, tracking_store  # noqa: F401
@@ -90,3 +90,23 @@ def test_unscaled_descriptors_are_stored_as_an_identity_scaler(tmp_path, bbbp):
     run(tmp_path, bbbp, "raw", descriptor_scaling="none")
     scaler = load_checkpoint(tmp_path / "raw" / "model.pt")["descriptor_scaler"]
     assert set(scaler["mean"]) == {0.0} and set(scaler["std"]) == {1.0}
+
+
+@pytest.mark.parametrize("view_norm", ["batchnorm", "standardize", "none"])
+def test_health_normalizes_the_raw_views_as_the_heads_read_them(bbbp, view_norm):
+    """The health pass encodes a part once and applies the view normalization to the result."""
+    data = load_labelled(bbbp["cache"], bbbp["descriptors"], bbbp["split1"])
+    model = BatmanNetFinetune(1, "classification", view_norm=view_norm, **SMALL)
+    raw = part_views(model, data.train, 16, raw=True)
+    if view_norm == "standardize":
+        model.atom_view_norm.set_statistics(torch.from_numpy(raw[0]))
+        model.bond_view_norm.set_statistics(torch.from_numpy(raw[1]))
+    else:  # running statistics that are not the identity
+        for norm in (model.atom_view_norm, model.bond_view_norm):
+            if norm.norm is not None:
+                norm.norm.running_mean.fill_(0.3)
+                norm.norm.running_var.fill_(4.0)
+    model.train()
+    for ours, second_pass in zip(normalized_views(model, raw), part_views(model, data.train, 16)):
+        assert ours == pytest.approx(second_pass, rel=1e-6, abs=1e-6)
+    assert model.training
