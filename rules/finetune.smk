@@ -83,10 +83,7 @@ rule table:
     conda:
         "../envs/train.yaml"
     params:
-        selection=(
-            f"up to {FINETUNE['epochs']} epochs, early stop after {FINETUNE['patience']}"
-            " epochs without improvement"
-        ),
+        selection=budget_text(FINETUNE["epochs"], FINETUNE["patience"]),
         datasets=config["run"]["datasets"],
         tracking=TRACKING_RECORD,
     shell:

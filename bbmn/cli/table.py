@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("metrics", nargs="+", help="metrics.json files of fine-tuning / baseline runs")
     p.add_argument("--out-dir", required=True, help="directory for the table files")
     p.add_argument("--selection", help="training budget and stopping rule, for the caption "
-                   "(default: the spec's: up to 100 epochs, early stop after 30 without improvement)")
+                   "(default: the spec's: up to 100 epochs, early stop after 30 epochs without improvement)")
     add_datasets_option(p)
     p.add_argument("--tracking-parent", help="log the tables as artifacts of this workflow's run")
     p.set_defaults(run=run)

@@ -374,6 +374,18 @@ def per_task_table(results: Sequence[RunResult]) -> pd.DataFrame:
     return pd.DataFrame(lines)
 
 
+def budget_text(epochs: int, patience: int) -> str:
+    """The caption's training budget: ``epochs`` at most, and early stopping after ``patience``
+    epochs without improvement, which cannot fire when ``patience`` is not below ``epochs``."""
+    if patience >= epochs:
+        return f"{epochs} epochs, no early stopping"
+    return f"up to {epochs} epochs, early stop after {patience} epochs without improvement"
+
+
+#: The spec's budget (section 10), the caption's when the caller gives none.
+SPEC_BUDGET = budget_text(100, 30)
+
+
 def caption(kind: str, protocol: str, seeds: Sequence[int], selection: str | None = None) -> str:
     split = {"balanced_scaffold": "balanced scaffold split (GROVER's, 8:1:1)",
              "scaffold": "deterministic scaffold split (Hu et al., 8:1:1)",
@@ -381,7 +393,7 @@ def caption(kind: str, protocol: str, seeds: Sequence[int], selection: str | Non
     metric = "ROC-AUC, higher is better" if kind == "classification" else "RMSE / MAE, lower is better"
     text = (f"{kind.capitalize()} ({metric}) on the {split}; mean (population std) over seeds "
             f"{', '.join(map(str, seeds))}, each seed its own split and training; test score of the "
-            f"epoch with the best validation score ({selection or 'early stop after 30 epochs without improvement'}). "
+            f"epoch with the best validation score ({selection or SPEC_BUDGET}). "
             f"Reference rows are published numbers (spec section 11); differences are "
             f"our mean minus the reference mean; means are over the datasets shown. "
             f"[k/n seeds]: only k of n seeds could be scored (a test part with one class only). "
@@ -408,8 +420,8 @@ def write_tables(metric_files: Iterable[str | Path], out_dir: str | Path,
                  selection: str | None = None, datasets: Sequence[str] = ()) -> dict[str, str]:
     """Build and write every table; return ``{name: path}`` of the files written.
 
-    ``selection`` describes the training budget and early stopping for the caption (default: the
-    spec's "early stop after 30 epochs without improvement"). ``datasets`` is the run's dataset
+    ``selection`` describes the training budget and early stopping for the caption
+    (:func:`budget_text`; default the spec's, :data:`SPEC_BUDGET`). ``datasets`` is the run's dataset
     order (``run.datasets``): the paper's datasets come first in the paper's order, then the
     others in this order (by name if it leaves them out).
     """

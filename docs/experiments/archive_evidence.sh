@@ -9,7 +9,11 @@
 set -euo pipefail
 if [ "${1:-}" = "--tables" ]; then
   dest=${2:-docs/evidence/records}
-  selection="up to 30 epochs, early stop after 10 epochs without improvement"
+  # the caption's budget is the evidence_finetune preset's, read from config.yaml
+  selection=$(python -c 'from bbmn import workflow_config as w; from bbmn.config import load
+from bbmn.eval.tables import budget_text
+f = load(w.checkout() / "config.yaml", w.schema(), {"preset": "evidence_finetune"})["finetune"]
+print(budget_text(f["epochs"], f["patience"]))')
   # The main table, as the workflow's: fine-tuning, baselines and the probe rows of the datasets
   # fine-tuned so far; the probe table: every probed dataset.
   datasets=$(find "$dest"/finetune -mindepth 1 -maxdepth 1 -type d -printf '%f\n' 2>/dev/null | sort || true)

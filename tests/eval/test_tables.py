@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from bbmn.errors import BbmnError
-from bbmn.eval.tables import write_tables
+from bbmn.eval.tables import SPEC_BUDGET, budget_text, caption, write_tables
 
 
 def metric_file(tmp_path, dataset, seed, row, value, metric="roc_auc", tasks=("t",), per_task=None,
@@ -104,3 +104,12 @@ def test_an_unscorable_seed_is_left_out_and_marked(tmp_path):
     cell = frame[(frame.row == "batmannet_pretrained") & (frame.dataset == "bbbp")].iloc[0]
     assert cell["mean"] == pytest.approx(0.85) and cell["n_seeds"] == 2
     assert cell["text"] == "0.850 (0.050) [2/3 seeds]"
+
+
+def test_the_caption_states_the_training_budget():
+    assert budget_text(30, 10) == "up to 30 epochs, early stop after 10 epochs without improvement"
+    assert budget_text(5, 30) == "5 epochs, no early stopping"  # the patience cannot be reached
+    assert budget_text(5, 5) == "5 epochs, no early stopping"
+    assert SPEC_BUDGET == "up to 100 epochs, early stop after 30 epochs without improvement"
+    assert f"({SPEC_BUDGET})" in caption("regression", "balanced_scaffold", [0, 1, 2])
+    assert "(5 epochs, no early stopping)" in caption("regression", "random", [0], budget_text(5, 30))
