@@ -23,7 +23,7 @@ from bbmn.data.sources import (
 from bbmn import layout
 from bbmn.errors import BbmnError
 from bbmn.eval.probe import ProbeConfig
-from bbmn.eval.tables import budget_text
+from bbmn.eval.reference import budget_text
 from bbmn.kinds import FINETUNE_KINDS
 from bbmn.models.options import ENCODER_SIZES, HeadOptions, ModelOptions
 from bbmn.options import as_flags, cli_fields

@@ -1,4 +1,6 @@
-"""Published reference numbers (spec section 11): balanced scaffold split, mean (std) over 3 seeds."""
+"""Published reference numbers (spec section 11): balanced scaffold split, mean (std) over 3 seeds;
+and the training budget the tables' captions state (section 10). Import-light: the workflow's
+rules read it when the DAG is built."""
 
 from __future__ import annotations
 
@@ -43,3 +45,15 @@ def in_table_order(datasets: Iterable[str], run_order: Sequence[str] = ()) -> li
     paper = [d for d in (*CLASSIFICATION_ORDER, *REGRESSION_ORDER) if d in names]
     run = [d for d in dict.fromkeys(run_order) if d in names and d not in paper]
     return paper + run + sorted(names - set(paper) - set(run))
+
+
+def budget_text(epochs: int, patience: int) -> str:
+    """The caption's training budget: ``epochs`` at most, and early stopping after ``patience``
+    epochs without improvement, which cannot fire when ``patience`` is not below ``epochs``."""
+    if patience >= epochs:
+        return f"{epochs} epochs, no early stopping"
+    return f"up to {epochs} epochs, early stop after {patience} epochs without improvement"
+
+
+#: The spec's budget (section 10), the tables' caption's when the caller gives none.
+SPEC_BUDGET = budget_text(100, 30)

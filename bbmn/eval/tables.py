@@ -28,7 +28,7 @@ import pandas as pd
 
 from bbmn.errors import BbmnError
 from bbmn.eval.reference import (BATMANNET_PAPER_CLASSIFICATION_MEAN, DISPLAY_NAMES, REFERENCE_ROWS,
-                                 in_table_order)
+                                 SPEC_BUDGET, in_table_order)
 from bbmn.eval.metrics import HIGHER_IS_BETTER, METRICS_FOR, check_metric, task_type_of
 from bbmn.io import atomic_path
 from bbmn.kinds import PAIRS, row_order
@@ -374,18 +374,6 @@ def per_task_table(results: Sequence[RunResult]) -> pd.DataFrame:
     return pd.DataFrame(lines)
 
 
-def budget_text(epochs: int, patience: int) -> str:
-    """The caption's training budget: ``epochs`` at most, and early stopping after ``patience``
-    epochs without improvement, which cannot fire when ``patience`` is not below ``epochs``."""
-    if patience >= epochs:
-        return f"{epochs} epochs, no early stopping"
-    return f"up to {epochs} epochs, early stop after {patience} epochs without improvement"
-
-
-#: The spec's budget (section 10), the caption's when the caller gives none.
-SPEC_BUDGET = budget_text(100, 30)
-
-
 def caption(kind: str, protocol: str, seeds: Sequence[int], selection: str | None = None) -> str:
     split = {"balanced_scaffold": "balanced scaffold split (GROVER's, 8:1:1)",
              "scaffold": "deterministic scaffold split (Hu et al., 8:1:1)",
@@ -421,7 +409,7 @@ def write_tables(metric_files: Iterable[str | Path], out_dir: str | Path,
     """Build and write every table; return ``{name: path}`` of the files written.
 
     ``selection`` describes the training budget and early stopping for the caption
-    (:func:`budget_text`; default the spec's, :data:`SPEC_BUDGET`). ``datasets`` is the run's dataset
+    (:func:`bbmn.eval.reference.budget_text`; default the spec's, ``SPEC_BUDGET``). ``datasets`` is the run's dataset
     order (``run.datasets``): the paper's datasets come first in the paper's order, then the
     others in this order (by name if it leaves them out).
     """

@@ -11,7 +11,7 @@ if [ "${1:-}" = "--tables" ]; then
   dest=${2:-docs/evidence/records}
   # the caption's budget is the evidence_finetune preset's, read from config.yaml
   selection=$(python -c 'from bbmn import workflow_config as w; from bbmn.config import load
-from bbmn.eval.tables import budget_text
+from bbmn.eval.reference import budget_text
 f = load(w.checkout() / "config.yaml", w.schema(), {"preset": "evidence_finetune"})["finetune"]
 print(budget_text(f["epochs"], f["patience"]))')
   # The main table, as the workflow's: fine-tuning, baselines and the probe rows of the datasets

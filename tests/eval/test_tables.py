@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from bbmn.errors import BbmnError
-from bbmn.eval.tables import SPEC_BUDGET, budget_text, caption, write_tables
+from bbmn.eval.reference import SPEC_BUDGET, budget_text
+from bbmn.eval.tables import caption, write_tables
 
 
 def metric_file(tmp_path, dataset, seed, row, value, metric="roc_auc", tasks=("t",), per_task=None,
