@@ -116,16 +116,15 @@ def make_optimizer(model: BatmanNetFinetune, cfg: FinetuneConfig) -> torch.optim
     return adam(groups, cfg)
 
 
-def part_views(model: BatmanNetFinetune, part: LabelledPart, batch_size: int,
-               raw: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The two pooled views ``(n, h)`` of a part's molecules (evaluation mode); with ``raw``,
-    before the view normalization."""
+def part_views(model: BatmanNetFinetune, part: LabelledPart, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two pooled views ``(n, h)`` of a part's molecules (evaluation mode), before the view
+    normalization (:func:`normalized_views` gives what the heads read)."""
     was_training = model.training
     model.eval()
     atom, bond = [], []
     with torch.no_grad():
         for batch, _, _ in _batches(part, np.arange(len(part)), batch_size, device_of(model)):
-            a, b = model.raw_views(batch) if raw else model.views(batch)
+            a, b = model.raw_views(batch)
             atom.append(a.cpu().numpy())
             bond.append(b.cpu().numpy())
     model.train(was_training)
@@ -151,7 +150,7 @@ def view_health(model: BatmanNetFinetune, part: LabelledPart, batch_size: int) -
     the share of the input variance (view against descriptors). Empty without graph views."""
     if not model.uses_graph:
         return {}
-    raw = part_views(model, part, batch_size, raw=True)
+    raw = part_views(model, part, batch_size)
     normed = normalized_views(model, raw)
     descriptors = (part.descriptors.astype(np.float64) if model.descriptor_dim
                    else np.zeros((len(part), 0)))
@@ -318,7 +317,7 @@ class _Finetuning:
         if cfg.compile:
             model.enable_compile()
         if cfg.view_norm == "standardize":
-            views = part_views(model, data.train, cfg.eval_batch_size, raw=True)
+            views = part_views(model, data.train, cfg.eval_batch_size)
             model.atom_view_norm.set_statistics(torch.from_numpy(views[0]))
             model.bond_view_norm.set_statistics(torch.from_numpy(views[1]))
 
