@@ -69,6 +69,19 @@ def forward_macs(batch, config: dict) -> int:
     return total
 
 
+def finetune_macs(batch, config: dict, descriptor_dim: int = 200, head_hidden: int = 200) -> int:
+    """Multiply-adds of the matrix products of one fine-tuning forward pass on ``batch``: both
+    encoders on the full graph, the two atom readouts and the two heads."""
+    h, heads, depth = config["hidden"], config["heads"], config["depth"]
+    block = (depth - 1) * 3 * heads * h * h + 3 * heads * h * h + heads * h * h + 2 * heads * heads * h
+    n_atoms, n_edges = batch.num_nodes, batch.edge_index.shape[1]
+    encoders = (n_atoms * (ATOM_DIM * h + config["encoder_blocks"] * block)
+                + n_edges * (EDGE_DIM * h + config["encoder_blocks"] * block))
+    readouts = 2 * n_atoms * ((h + ATOM_DIM) * 4 * h + 4 * h * h)
+    heads_macs = 2 * batch.num_graphs * ((h + descriptor_dim) * head_hidden + head_hidden)
+    return encoders + readouts + heads_macs
+
+
 def matmul_rate(n: int, k: int, m: int, repeats: int = 20) -> float:
     """FLOP/s of a torch matmul of the given shape (best of ``repeats``)."""
     a, b = torch.randn(n, k), torch.randn(k, m)
@@ -152,7 +165,9 @@ def measure_finetune(batch_size: int, smiles: list[str], steps: int, repeats: in
         start = time.perf_counter()
         run(batches)
         best = min(best, time.perf_counter() - start)
-    return {"mol_per_s": batch_size * steps / best}
+    macs = sum(finetune_macs(batch, model.config) for batch, _, _ in batches)
+    return {"mol_per_s": batch_size * steps / best, "fwd_flop_per_mol": 2 * macs / (batch_size * steps),
+            "train_flop_per_s": 3 * 2 * macs / best}
 
 
 def profile(batch_size: int, smiles: list[str], steps: int) -> None:
@@ -205,7 +220,10 @@ def main(argv: list[str] | None = None) -> None:
         for batch_size, mode in [(b, m) for b in args.batch_sizes for m in args.modes
                                  if m != "bf16-weights"]:  # a pre-training experiment only
             r = measure_finetune(batch_size, smiles, max(1, args.molecules // batch_size), args.repeats, mode)
-            print(f"fine-tuning batch {batch_size:4d} {mode:>13}: {r['mol_per_s']:7.1f} mol/s")
+            print(f"fine-tuning batch {batch_size:4d} {mode:>13}: {r['mol_per_s']:7.1f} mol/s | "
+                  f"{r['fwd_flop_per_mol'] / 1e6:.0f} MFLOP/mol forward, x3 for training | "
+                  f"{r['train_flop_per_s'] / 1e9:.1f} GFLOP/s = {r['train_flop_per_s'] / peak_big:.0%} of "
+                  f"1024^3 matmul, {r['train_flop_per_s'] / peak_model:.0%} of the message-net shape")
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak_rss:.0f} MiB")
 

@@ -57,6 +57,18 @@ def test_prelu_dropout_equals_prelu_times_the_same_mask_with_the_same_gradients(
     torch.testing.assert_close(slope.grad, slope2.grad)
 
 
+def test_prelu_dropout_without_gradients_gives_the_same_output_from_the_same_draw():
+    x = torch.randn(4, 30, 5)
+    slope = torch.tensor([0.25, -0.5, 1.5, 0.0], requires_grad=True)
+    torch.manual_seed(3)
+    with_graph = prelu_dropout(x.clone().requires_grad_(), slope, 0.2, True)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        without = prelu_dropout(x, slope, 0.2, True)
+    assert without.grad_fn is None and with_graph.grad_fn is not None
+    torch.testing.assert_close(without, with_graph.detach())
+
+
 def test_prelu_dropout_gradcheck():
     x = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
     slope = torch.tensor([0.3, -0.2], dtype=torch.float64, requires_grad=True)
