@@ -61,9 +61,10 @@ def dropout_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.de
 
 
 def _keep_scale(p: float) -> float:
-    """The value of a kept element in :func:`dropout_mask`: the exact inverse keep rate."""
+    """The value of a kept element in :func:`dropout_mask`: the exact inverse keep rate (0 when
+    every element is dropped)."""
     dropped = round(p * 65536)
-    return 65536 / (65536 - dropped)
+    return 65536 / (65536 - dropped) if dropped < 65536 else 0.0
 
 
 def _dropout_compiled(x: Tensor, p: float) -> Tensor:

@@ -69,6 +69,14 @@ def test_prelu_dropout_without_gradients_gives_the_same_output_from_the_same_dra
     torch.testing.assert_close(without, with_graph.detach())
 
 
+def test_prelu_dropout_with_every_element_dropped_gives_zeros_and_zero_gradients():
+    x = torch.randn(2, 6, 4, requires_grad=True)
+    slope = torch.tensor([0.25, 0.5], requires_grad=True)
+    y = prelu_dropout(x, slope, 1.0, True)
+    y.sum().backward()
+    assert not y.any() and not x.grad.any() and not slope.grad.any()
+
+
 def test_prelu_dropout_gradcheck():
     x = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
     slope = torch.tensor([0.3, -0.2], dtype=torch.float64, requires_grad=True)
