@@ -81,8 +81,10 @@ def worker(what: str, batch_size: int, threads: int) -> None:
 
 def base_tree(revision: str, into: Path) -> Path:
     """``bbmn/`` as it is at ``revision``, extracted under ``into``."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "bbmn"], check=True,
-                             capture_output=True).stdout
+    done = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "bbmn"], capture_output=True)
+    if done.returncode:
+        sys.exit(f"ab_step: no bbmn/ at {revision!r}: {done.stderr.decode().strip()}")
+    archive = done.stdout
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
     return into
@@ -116,7 +118,10 @@ def main(argv: list[str] | None = None) -> None:
         def turn(name: str, steps: int) -> float:
             workers[name].stdin.write(f"{steps}\n")
             workers[name].stdin.flush()
-            return args.batch_size * steps / float(workers[name].stdout.readline())
+            answer = workers[name].stdout.readline()
+            if not answer:  # its traceback is on stderr, above
+                sys.exit(f"ab_step: the worker for {name} ({trees[name]}) stopped")
+            return args.batch_size * steps / float(answer)
 
         for name in workers:
             turn(name, 2)  # warm-up
