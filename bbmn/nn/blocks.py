@@ -75,7 +75,7 @@ def _dropout_compiled(x: Tensor, p: float) -> Tensor:
     if dropped >= 65536:
         return torch.zeros_like(x)
     keep = _uniform16(x.shape, x.device) >= dropped - 32768
-    return x * torch.where(keep, 65536 / (65536 - dropped), 0.0).to(x.dtype)
+    return x * torch.where(keep, _keep_scale(p), 0.0).to(x.dtype)
 
 
 class Dropout(nn.Dropout):
