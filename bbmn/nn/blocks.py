@@ -52,7 +52,7 @@ def dropout_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.de
     keep rate, so the expectation is unchanged. Draws from torch's generator: ``torch.manual_seed``
     makes it reproducible.
     """
-    dropped = round(p * 65536)
+    dropped = _dropped_of_65536(p)
     if dropped >= 65536:
         return torch.zeros(shape, device=device, dtype=dtype)
     mask = torch.empty(shape, device=device, dtype=dtype)
@@ -60,10 +60,15 @@ def dropout_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.de
     return mask.mul_(_keep_scale(p))
 
 
+def _dropped_of_65536(p: float) -> int:
+    """How many of the 65,536 values of a 16-bit uniform drop an element, for rate ``p``."""
+    return round(p * 65536)
+
+
 def _keep_scale(p: float) -> float:
     """The value of a kept element in :func:`dropout_mask`: the exact inverse keep rate (0 when
     every element is dropped)."""
-    dropped = round(p * 65536)
+    dropped = _dropped_of_65536(p)
     return 65536 / (65536 - dropped) if dropped < 65536 else 0.0
 
 
@@ -71,7 +76,7 @@ def _dropout_compiled(x: Tensor, p: float) -> Tensor:
     """``x`` times :func:`dropout_mask`, as plain ops for ``torch.compile`` (no ``out=``), whose own
     dropout random numbers made a compiled pre-training step slower than an eager one (measured:
     68.5 mol/s with them, 129 with this draw, docs/benchmarks.md)."""
-    dropped = round(p * 65536)
+    dropped = _dropped_of_65536(p)
     if dropped >= 65536:
         return torch.zeros_like(x)
     keep = _uniform16(x.shape, x.device) >= dropped - 32768

@@ -91,3 +91,42 @@ def test_a_visible_edge_without_its_reverse_keeps_its_other_neighbours():
     m = torch.tensor([[1.0], [10.0], [100.0], [1000.0], [10000.0]])  # rows e0..e4
     # e1: e0 + e3 enter atom 1, minus reverse e0; e4: e0 + e3 and no reverse term (e5 is masked)
     assert rule(m).squeeze(1).tolist() == [0.0, 1000.0, 1.0, 0.0, 1001.0]
+
+
+def _both_paths(rule, messages):
+    """The rule's output by its sparse product (float64 takes it) and by index_add_."""
+    return rule(messages), rule.by_index(messages)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=masks)
+def test_sparse_products_equal_the_index_path_with_gradients(seed):
+    keep_atom, keep_edge = torch.tensor(bits(seed, N_ATOMS)), torch.tensor(bits(seed + 1, N_EDGES))
+    rules = [AtomNeighbourSum.induced(BATCH.edge_index, keep_atom),
+             EdgeNeighbourSum.visible(BATCH.edge_index, BATCH.rev_edge, N_ATOMS, keep_edge),
+             (AtomNeighbourSum.full(BATCH.edge_index, N_ATOMS), torch.arange(N_ATOMS)),
+             (EdgeNeighbourSum.full(BATCH.edge_index, BATCH.rev_edge, N_ATOMS), torch.arange(N_EDGES))]
+    for rule, kept in rules:
+        for shape in ((len(kept), 4), (3, len(kept), 4)):
+            messages = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+            weights = torch.randn(shape, dtype=torch.float64)
+            sparse, indexed = _both_paths(rule, messages)
+            torch.testing.assert_close(sparse, indexed)
+            (grad_sparse,) = torch.autograd.grad((sparse * weights).sum(), messages)
+            (grad_indexed,) = torch.autograd.grad((indexed * weights).sum(), messages)
+            torch.testing.assert_close(grad_sparse, grad_indexed)
+    assert torch.autograd.gradcheck(rules[1][0], (torch.randn(len(rules[1][1]), 2, dtype=torch.float64,
+                                                              requires_grad=True),))
+
+
+def test_graphs_without_bonds_and_other_dtypes_take_the_right_path():
+    batch = featurize_smiles(["C", "[Na+].[Cl-]"]).to_batch()
+    atom_sum = AtomNeighbourSum.full(batch.edge_index, batch.num_nodes)
+    edge_sum = EdgeNeighbourSum.full(batch.edge_index, batch.rev_edge, batch.num_nodes)
+    assert atom_sum(torch.ones(batch.num_nodes, 2)).eq(0).all()
+    assert edge_sum(torch.ones(0, 2)).shape == (0, 2)
+    # bf16 has no CPU sparse kernel: the index path answers, with the same values
+    messages = torch.randn(N_EDGES, 4).to(torch.bfloat16)
+    rule = EdgeNeighbourSum.full(BATCH.edge_index, BATCH.rev_edge, N_ATOMS)
+    torch.testing.assert_close(rule(messages), rule.by_index(messages))
+    torch.testing.assert_close(rule(messages.float()), rule.by_index(messages.float()))
