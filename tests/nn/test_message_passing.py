@@ -130,3 +130,5 @@ def test_graphs_without_bonds_and_other_dtypes_take_the_right_path():
     rule = EdgeNeighbourSum.full(BATCH.edge_index, BATCH.rev_edge, N_ATOMS)
     torch.testing.assert_close(rule(messages), rule.by_index(messages))
     torch.testing.assert_close(rule(messages.float()), rule.by_index(messages.float()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # float32 messages, bf16 products
+        torch.testing.assert_close(rule(messages.float()), rule.by_index(messages.float()))
