@@ -486,8 +486,10 @@ class _Finetuning:
             **_score_and_save(model, data, cfg, self.out, self.bf16, card=card,
                               extra=dict(best_epoch=st.best_epoch, init=kind.init,
                                          **cleaning_of(self.inputs["cache"]))),
-            "checkpoint": ({"path": str(self.inputs["checkpoint"]), "loaded": len(self.report.loaded),
-                            "fresh": len(self.report.fresh)} if self.report is not None else None),
+            "checkpoint": ({"path": str(self.inputs["checkpoint"]),
+                            "sha256": card["data"]["checkpoint"]["sha256"],
+                            "loaded": len(self.report.loaded), "fresh": len(self.report.fresh)}
+                           if self.report is not None else None),
             "seconds": round(self.clock.seconds(), 2),
             "molecules_per_s": round(self.meter.rate, 1),
             "peak_rss_mb": round(peak_rss_mb(), 1),

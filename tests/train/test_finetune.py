@@ -19,6 +19,7 @@ from bbmn.data.labelled import ColumnScaler
 from bbmn.data.splits import load_split
 from bbmn.errors import BbmnError
 from bbmn.eval.metrics import score
+from bbmn.io import sha256_file
 from bbmn.models.finetune import BatmanNetFinetune
 from bbmn.train.checkpoint import load_checkpoint
 from bbmn.train.finetune import FinetuneConfig, finetune, resolve_model_config
@@ -72,7 +73,8 @@ def test_pretrained_run_writes_what_the_table_and_predict_need(tmp_path, bbbp, p
         "row": "batmannet_pretrained", "label": "BatmanNet (pre-trained)", "metric": "roc_auc",
         "task_type": "classification", "tasks": ["p_np"], "split": None, "best_epoch": None,
         "epochs_run": 3, "stopped": "epochs", "selection": "val_metric", "val": None, "test": None,
-        "checkpoint": {"path": str(pretrained), "loaded": 60, "fresh": 18}, "seconds": None,
+        "checkpoint": {"path": str(pretrained), "sha256": sha256_file(pretrained), "loaded": 60,
+                       "fresh": 18}, "seconds": None,
         "molecules_per_s": None, "peak_rss_mb": None, "health": None, "variant": None}
     # representation health of both views, at the start and at the kept epoch
     for when in ("start", "best_epoch"):
