@@ -23,7 +23,8 @@ from typing import Any
 
 #: help texts that several steps' options share
 DEVICE_HELP = "auto (a GPU when CUDA works, else the CPU), cpu, cuda or cuda:N"
-BF16_HELP = "bfloat16 autocast on a GPU (on a CPU: a warning, and float32, which is faster there)"
+BF16_HELP = ("bfloat16 autocast on a GPU or on a CPU with native bf16 (avx512_bf16, AMX); "
+             "elsewhere a warning, and float32, which is faster there")
 
 
 def option(default: Any, help: str, *, choices: Iterable[str] | None = None, metavar: str | None = None,

@@ -55,13 +55,23 @@ def resolve_device(requested: str = "auto", local_rank: int = 0) -> torch.device
     return torch.device("cuda", index)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (``avx512_bf16`` or AMX), as torch reports it."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def use_bf16(requested: bool, device: torch.device) -> bool:
-    """Whether to autocast to bfloat16: on a GPU when asked. On a CPU, bf16 autocast was measured
-    slower than float32, so the request is dropped there with one warning."""
-    if requested and device.type != "cuda":
-        log.warning("--bf16 autocasts on a GPU only; on %s this run computes in float32", device)
-        return False
-    return requested
+    """Whether to autocast to bfloat16: when asked, on a GPU or on a CPU with native bf16. On
+    other CPUs bf16 autocast was measured slower than float32 (docs/benchmarks.md), so the
+    request is dropped there with one warning."""
+    if not requested or device.type == "cuda":
+        return requested
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return True
+    log.warning("--bf16 needs a GPU or a CPU with native bf16 (avx512_bf16 or AMX); on %s this run "
+                "computes in float32", device)
+    return False
 
 
 def autocast(enabled: bool, device: torch.device) -> contextlib.AbstractContextManager:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from bbmn.cli.main import main
+from bbmn.train import device
 from tests.data.test_labelled import labelled_files
 
 CUDA = torch.cuda.is_available()
@@ -62,11 +63,19 @@ def test_finetune_on_the_cpu_gives_the_default_runs_numbers(bbbp, auto_run, tmp_
     assert config["device"] == "cpu" and config["bf16"] is False
 
 
-def test_bf16_on_the_cpu_warns_and_runs_float32(bbbp, auto_run, tmp_path, capsys):
+def test_bf16_on_a_cpu_without_native_bf16_warns_and_runs_float32(bbbp, auto_run, tmp_path, capsys,
+                                                                  monkeypatch):
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
     assert main(finetune_args(bbbp, tmp_path / "bf16", "--device", "cpu", "--bf16")) == 0
-    assert "--bf16 autocasts on a GPU only" in capsys.readouterr().err
+    assert "--bf16 needs a GPU or a CPU with native bf16" in capsys.readouterr().err
     if not CUDA:
         assert (tmp_path / "bf16" / "predictions.csv").read_bytes() == (auto_run / "predictions.csv").read_bytes()
+
+
+def test_bf16_on_a_cpu_with_native_bf16_autocasts(bbbp, tmp_path, monkeypatch):
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    assert main(finetune_args(bbbp, tmp_path / "bf16", "--device", "cpu", "--bf16")) == 0
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["bf16"] is True
 
 
 @pytest.mark.skipif(CUDA, reason="checks the message of a machine without a CUDA GPU")

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from bbmn.errors import BbmnError
+from bbmn.train import device
 from bbmn.train.device import autocast, device_of, resolve_device, to_device, use_bf16
 
 CUDA = torch.cuda.is_available()
@@ -40,13 +41,29 @@ def test_anything_else_is_not_a_device(text):
         resolve_device(text)
 
 
-def test_bf16_on_a_cpu_is_dropped_with_a_warning(caplog):
+def test_bf16_on_a_cpu_without_native_bf16_is_dropped_with_a_warning(caplog, monkeypatch):
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
     cpu = torch.device("cpu")
     with caplog.at_level(logging.WARNING, logger="bbmn.train.device"):
         assert use_bf16(True, cpu) is False
     assert len(caplog.records) == 1 and "float32" in caplog.records[0].getMessage()
     caplog.clear()
     assert use_bf16(False, cpu) is False and not caplog.records
+
+
+def test_bf16_on_a_cpu_with_native_bf16_autocasts(caplog, monkeypatch):
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    cpu = torch.device("cpu")
+    with caplog.at_level(logging.WARNING, logger="bbmn.train.device"):
+        assert use_bf16(True, cpu) is True and use_bf16(False, cpu) is False
+    assert not caplog.records
+    with autocast(True, cpu):
+        assert torch.nn.Linear(4, 2)(torch.randn(3, 4)).dtype == torch.bfloat16
+
+
+def test_native_bf16_is_what_torch_reports():
+    assert device.cpu_has_native_bf16() == (torch.cpu._is_avx512_bf16_supported()
+                                            or torch.cpu._is_amx_tile_supported())
 
 
 def test_on_the_cpu_nothing_is_copied_or_cast():
