@@ -82,13 +82,14 @@ class _SparseSum(torch.autograd.Function):
 
 @dataclass
 class _Matrices:
-    """A rule's CSR matrix and its transpose, for one dtype and device (filled on first use)."""
+    """A rule's CSR matrix and its transpose, for one dtype (filled on first use; the device is
+    the rule's index tensors')."""
 
     matrix: Tensor | None = None
     transposed: Tensor | None = None
 
     def of(self, build, like: Tensor) -> tuple[Tensor, Tensor]:
-        if self.matrix is None or self.matrix.dtype != like.dtype or self.matrix.device != like.device:
+        if self.matrix is None or self.matrix.dtype != like.dtype:
             self.matrix, self.transposed = build(like.dtype)
         return self.matrix, self.transposed
 
