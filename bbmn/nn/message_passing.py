@@ -12,17 +12,20 @@ message-passing round of every block, so the index work is paid once, not once p
   every sum, and a visible edge whose reverse is masked has no reverse term.
 
 Messages are ``(n, width)`` or ``(nets, n, width)``: the item axis is the second to last, so that
-several message nets can be summed at once. Each rule is a 0/1 matrix ``S`` with
-``sum(messages) = S @ messages``, and is computed in one of two ways, with no Python loop over items:
+several message nets can be summed at once. Each rule is a square 0/1 matrix ``S`` with
+``sum(messages) = S @ messages``, computed as a sparse product with no Python loop over items. The
+CSR index of ``S`` and of its transpose (for the backward) is built eagerly when the rule is made:
 
-* eagerly, for float32 / float64 messages: ``S`` as a CSR sparse matrix, built on the rule's first
-  call and kept for its later calls, times each net's messages; the backward multiplies by
-  ``S``'s transpose, also kept. On a 32-molecule batch, forward + backward of the atom rule
-  took 0.50 ms against 0.87 by index, the edge rule 1.3 ms against 1.6 to 3.5 (a whole step
-  gains 0 to 2%: docs/benchmarks.md);
-* under ``torch.compile`` (which does not trace sparse tensors), under autocast, or for other
-  dtypes (CPU sparse products have no bf16 kernel): ``index_select`` + ``index_add_`` along the
-  item axis.
+* eagerly, the CSR matrices are kept per dtype and multiplied in a plain autograd function: on a
+  32-molecule batch, forward + backward of the atom rule took 0.50 ms against 0.87 by
+  ``index_select`` + ``index_add_``, the edge rule 1.3 ms against 1.6 to 3.5;
+* under ``torch.compile`` the product is the custom operator ``bbmn::sparse_sum``, opaque to the
+  compiler: its own scatter-adds (the ``index_add_`` form) were the dearest kernels of a compiled
+  step (docs/benchmarks.md). Eagerly the operator's dispatch would cost 4% of a step, hence the
+  plain function there.
+
+CPU sparse products exist for float32 and float64 only: other dtypes (bf16 under autocast) are
+summed in float32 and cast back. :meth:`by_index` keeps the ``index_add_`` form as the reference.
 """
 
 from __future__ import annotations
@@ -47,17 +50,86 @@ def _compact_ids(keep: Tensor) -> tuple[Tensor, Tensor]:
     return kept, new_id
 
 
-def _csr(rows: Tensor, cols: Tensor, shape: tuple[int, int], dtype: torch.dtype) -> Tensor:
-    """The 0/1 matrix with ones at ``(rows[i], cols[i])`` (pairs distinct), in CSR layout."""
-    order = torch.argsort(rows * shape[1] + cols)
-    crow = torch.zeros(shape[0] + 1, dtype=torch.long, device=rows.device)
-    torch.cumsum(torch.bincount(rows, minlength=shape[0]), 0, out=crow[1:])
-    values = torch.ones(rows.numel(), dtype=dtype, device=rows.device)
-    return torch.sparse_csr_tensor(crow, cols[order], values, shape, check_invariants=False)
+@dataclass(frozen=True)
+class SparseIndex:
+    """CSR row pointers and column indices of a square 0/1 matrix and of its transpose."""
+
+    crow: Tensor
+    col: Tensor
+    crow_t: Tensor
+    col_t: Tensor
+    _matrices: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, rows: Tensor, cols: Tensor, size: int) -> SparseIndex:
+        """The matrix with ones at ``(rows[i], cols[i])`` (pairs distinct), ``size`` x ``size``."""
+        return cls(*_csr_index(rows, cols, size), *_csr_index(cols, rows, size))
+
+    def matrices(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """The matrix and its transpose as CSR tensors of ``dtype``, made once per dtype."""
+        if dtype not in self._matrices:
+            self._matrices[dtype] = (_csr_matrix(self.crow, self.col, dtype),
+                                     _csr_matrix(self.crow_t, self.col_t, dtype))
+        return self._matrices[dtype]
+
+    def times(self, messages: Tensor) -> Tensor:
+        """``S @ messages``, differentiable, eagerly or under ``torch.compile``."""
+        if torch.compiler.is_compiling():
+            return sparse_sum(messages, self.crow, self.col, self.crow_t, self.col_t)
+        dtype = _sparse_dtype(messages)
+        return _SparseSum.apply(messages.to(dtype), *self.matrices(dtype)).to(messages.dtype)
+
+
+def _sparse_dtype(messages: Tensor) -> torch.dtype:
+    return messages.dtype if messages.dtype in _SPARSE_DTYPES else torch.float32
+
+
+def _csr_matrix(crow: Tensor, col: Tensor, dtype: torch.dtype) -> Tensor:
+    ones = torch.ones(col.numel(), dtype=dtype, device=col.device)
+    size = crow.numel() - 1
+    return torch.sparse_csr_tensor(crow, col, ones, (size, size), check_invariants=False)
+
+
+def _csr_index(rows: Tensor, cols: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    order = torch.argsort(rows * size + cols)
+    crow = torch.zeros(size + 1, dtype=torch.long, device=rows.device)
+    torch.cumsum(torch.bincount(rows, minlength=size), 0, out=crow[1:])
+    return crow, cols[order]
+
+
+@torch.library.custom_op("bbmn::sparse_sum", mutates_args=())
+def sparse_sum(messages: Tensor, crow: Tensor, col: Tensor, crow_t: Tensor, col_t: Tensor) -> Tensor:
+    """``S @ messages`` for the square 0/1 matrix ``S`` with CSR index ``(crow, col)``; messages
+    ``(n, w)`` or ``(nets, n, w)``, one product per net. ``(crow_t, col_t)`` index ``S``'s
+    transpose, which the backward multiplies by (torch's own backward of a sparse product would
+    re-derive it, a sort, on every call)."""
+    dense = messages.to(_sparse_dtype(messages))
+    return _sparse_times(_csr_matrix(crow, col, dense.dtype), dense).to(messages.dtype)
+
+
+@sparse_sum.register_fake
+def _sparse_sum_shape(messages: Tensor, crow: Tensor, col: Tensor, crow_t: Tensor, col_t: Tensor) -> Tensor:
+    return messages.new_empty(messages.shape)
+
+
+def _sparse_sum_context(ctx, inputs: tuple, output: Tensor) -> None:
+    ctx.index = inputs[1:]
+
+
+def _sparse_sum_backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None, None]:
+    crow, col, crow_t, col_t = ctx.index
+    return sparse_sum(grad, crow_t, col_t, crow, col), None, None, None, None
+
+
+sparse_sum.register_autograd(_sparse_sum_backward, setup_context=_sparse_sum_context)
 
 
 def _sparse_times(matrix: Tensor, dense: Tensor) -> Tensor:
     """``matrix @ dense`` for ``dense`` of ``(n, w)`` or ``(nets, n, w)``: one product per net."""
+    dense = dense.contiguous()
+    if torch.is_autocast_enabled(dense.device.type):  # it would cast to bf16, which CPU sparse lacks
+        with torch.autocast(dense.device.type, enabled=False):
+            return _sparse_times(matrix, dense)
     if dense.dim() == 2:
         return torch.sparse.mm(matrix, dense)
     out = dense.new_empty(dense.shape[:-2] + (matrix.shape[0], dense.shape[-1]))
@@ -67,38 +139,17 @@ def _sparse_times(matrix: Tensor, dense: Tensor) -> Tensor:
 
 
 class _SparseSum(torch.autograd.Function):
-    """``S @ x`` with the gradient ``S^T @ g`` from a kept transpose: torch's own backward of a
-    sparse product re-derives the transpose (a sort) on every call."""
+    """``S @ x`` with the gradient ``S^T @ g`` from a kept transpose (eager; see the module's
+    docstring for why not the custom operator)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, matrix: Tensor, transposed: Tensor) -> Tensor:
         ctx.transposed = transposed
-        return _sparse_times(matrix, x.contiguous())
+        return _sparse_times(matrix, x)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
-        return _sparse_times(ctx.transposed, grad.contiguous()), None, None
-
-
-@dataclass
-class _Matrices:
-    """A rule's CSR matrix and its transpose, for one dtype (filled on first use; the device is
-    the rule's index tensors')."""
-
-    matrix: Tensor | None = None
-    transposed: Tensor | None = None
-
-    def of(self, build, like: Tensor) -> tuple[Tensor, Tensor]:
-        if self.matrix is None or self.matrix.dtype != like.dtype:
-            self.matrix, self.transposed = build(like.dtype)
-        return self.matrix, self.transposed
-
-
-def _use_sparse(messages: Tensor) -> bool:
-    """Sparse products for float32/float64 messages, eagerly and outside autocast (which would
-    cast the product's operands to a dtype the CPU sparse kernels lack)."""
-    return (messages.dtype in _SPARSE_DTYPES and not torch.compiler.is_compiling()
-            and not torch.is_autocast_enabled(messages.device.type))
+        return _sparse_times(ctx.transposed, grad), None, None
 
 
 @dataclass(frozen=True)
@@ -114,7 +165,10 @@ class AtomNeighbourSum:
     num_atoms: int
     source: Tensor
     target: Tensor
-    _matrices: _Matrices = field(default_factory=_Matrices, compare=False, repr=False)
+    index: SparseIndex = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index", self._sparse_index())
 
     @classmethod
     def full(cls, edge_index: Tensor, num_atoms: int) -> AtomNeighbourSum:
@@ -135,18 +189,15 @@ class AtomNeighbourSum:
         return cls(kept.numel(), source[inside], target[inside]), kept
 
     def __call__(self, messages: Tensor) -> Tensor:
-        if _use_sparse(messages):
-            return _SparseSum.apply(messages, *self._matrices.of(self._build, messages))
-        return self.by_index(messages)
+        return self.index.times(messages)
 
     def by_index(self, messages: Tensor) -> Tensor:
         out = messages.new_zeros(messages.shape[:-2] + (self.num_atoms, messages.shape[-1]))
         return out.index_add_(-2, self.target, messages.index_select(-2, self.source))
 
-    def _build(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        shape = (self.num_atoms, self.num_atoms)
-        return (_csr(self.target, self.source, shape, dtype),
-                _csr(self.source, self.target, shape, dtype))
+    def _sparse_index(self) -> SparseIndex:
+        """``S[v, u] = 1`` for each directed edge ``u -> v``."""
+        return SparseIndex.of(self.target, self.source, self.num_atoms)
 
 
 @dataclass(frozen=True)
@@ -167,7 +218,10 @@ class EdgeNeighbourSum:
     target: Tensor
     reverse_of: Tensor
     reverse_rows: Tensor | None = None
-    _matrices: _Matrices = field(default_factory=_Matrices, compare=False, repr=False)
+    index: SparseIndex = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index", self._sparse_index())
 
     @classmethod
     def full(cls, edge_index: Tensor, rev_edge: Tensor, num_atoms: int) -> EdgeNeighbourSum:
@@ -191,9 +245,7 @@ class EdgeNeighbourSum:
         return rule, kept
 
     def __call__(self, messages: Tensor) -> Tensor:
-        if _use_sparse(messages):
-            return _SparseSum.apply(messages, *self._matrices.of(self._build, messages))
-        return self.by_index(messages)
+        return self.index.times(messages)
 
     def by_index(self, messages: Tensor) -> Tensor:
         into_atom = messages.new_zeros(messages.shape[:-2] + (self.num_atoms, messages.shape[-1]))
@@ -204,7 +256,7 @@ class EdgeNeighbourSum:
             return out.sub_(reverse)
         return out.index_add_(-2, self.reverse_rows, reverse, alpha=-1)
 
-    def _build(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    def _sparse_index(self) -> SparseIndex:
         """``S[e, f] = 1`` when edge ``f`` enters ``e``'s source atom and is not ``e``'s reverse."""
         rows_count = self.source.numel()
         by_target = torch.argsort(self.target, stable=True)
@@ -221,6 +273,4 @@ class EdgeNeighbourSum:
                              if self.reverse_rows is None else self.reverse_rows)
         reverse[rows_with_reverse] = self.reverse_of
         keep = cols != reverse[rows]
-        rows, cols = rows[keep], cols[keep]
-        shape = (rows_count, rows_count)
-        return _csr(rows, cols, shape, dtype), _csr(cols, rows, shape, dtype)
+        return SparseIndex.of(rows[keep], cols[keep], rows_count)

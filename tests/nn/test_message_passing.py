@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bbmn.data.graph import featurize_smiles
-from bbmn.nn.message_passing import AtomNeighbourSum, EdgeNeighbourSum
+from bbmn.nn.message_passing import AtomNeighbourSum, EdgeNeighbourSum, sparse_sum
 
 SMILES = ["CC(=O)Nc1ccc(O)cc1", "C", "[Na+].[Cl-]", "C1CC1C#N", "OCC(O)CO", "c1ccc2ccccc2c1"]
 BATCH = featurize_smiles(SMILES).to_batch()
@@ -94,7 +94,7 @@ def test_a_visible_edge_without_its_reverse_keeps_its_other_neighbours():
 
 
 def _both_paths(rule, messages):
-    """The rule's output by its sparse product (float64 takes it) and by index_add_."""
+    """The rule's output by its sparse product and by index_add_."""
     return rule(messages), rule.by_index(messages)
 
 
@@ -119,16 +119,26 @@ def test_sparse_products_equal_the_index_path_with_gradients(seed):
                                                               requires_grad=True),))
 
 
-def test_graphs_without_bonds_and_other_dtypes_take_the_right_path():
+def test_the_sparse_operator_passes_torch_library_checks():
+    # schema, fake (shape-only) implementation, autograd registration: what torch.compile relies on
+    rule = EdgeNeighbourSum.full(BATCH.edge_index, BATCH.rev_edge, N_ATOMS)
+    index = rule.index
+    messages = torch.randn(3, N_EDGES, 4, requires_grad=True)
+    torch.library.opcheck(sparse_sum, (messages, index.crow, index.col, index.crow_t, index.col_t))
+
+
+def test_graphs_without_bonds_and_other_dtypes():
     batch = featurize_smiles(["C", "[Na+].[Cl-]"]).to_batch()
     atom_sum = AtomNeighbourSum.full(batch.edge_index, batch.num_nodes)
     edge_sum = EdgeNeighbourSum.full(batch.edge_index, batch.rev_edge, batch.num_nodes)
     assert atom_sum(torch.ones(batch.num_nodes, 2)).eq(0).all()
     assert edge_sum(torch.ones(0, 2)).shape == (0, 2)
-    # bf16 has no CPU sparse kernel: the index path answers, with the same values
+    # bf16 has no CPU sparse kernel: summed in float32, rounded once to bf16
     messages = torch.randn(N_EDGES, 4).to(torch.bfloat16)
     rule = EdgeNeighbourSum.full(BATCH.edge_index, BATCH.rev_edge, N_ATOMS)
-    torch.testing.assert_close(rule(messages), rule.by_index(messages))
+    summed = rule(messages)
+    assert summed.dtype == torch.bfloat16
+    assert torch.equal(summed, rule(messages.float()).to(torch.bfloat16))
     torch.testing.assert_close(rule(messages.float()), rule.by_index(messages.float()))
-    with torch.autocast("cpu", dtype=torch.bfloat16):  # float32 messages, bf16 products
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # float32 messages stay float32
         torch.testing.assert_close(rule(messages.float()), rule.by_index(messages.float()))
