@@ -1,6 +1,7 @@
 """``--device``: one rule for every command; a GPU that is not there is a one-line error."""
 
 import logging
+import os
 
 import pytest
 import torch
@@ -53,12 +54,26 @@ def test_bf16_on_a_cpu_without_native_bf16_is_dropped_with_a_warning(caplog, mon
 
 def test_bf16_on_a_cpu_with_native_bf16_autocasts(caplog, monkeypatch):
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)  # restored afterwards
     cpu = torch.device("cpu")
     with caplog.at_level(logging.WARNING, logger="bbmn.train.device"):
         assert use_bf16(True, cpu) is True and use_bf16(False, cpu) is False
     assert not caplog.records
     with autocast(True, cpu):
         assert torch.nn.Linear(4, 2)(torch.randn(3, 4)).dtype == torch.bfloat16
+
+
+def test_bf16_on_a_cpu_caps_onednn_primitive_cache_unless_the_user_did(monkeypatch):
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    cpu = torch.device("cpu")
+    use_bf16(False, cpu)
+    assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in os.environ  # float32 runs are left alone
+    use_bf16(True, cpu)
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(device.ONEDNN_CACHE_CAPACITY) == "32"
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8")
+    use_bf16(True, cpu)
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "8"
 
 
 def test_native_bf16_is_what_torch_reports():
