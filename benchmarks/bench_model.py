@@ -30,6 +30,7 @@ from bbmn.chem.features import ATOM_DIM, EDGE_DIM
 from bbmn.data.graph import featurize_smiles
 from bbmn.data.masking import Masking
 from bbmn.models.batmannet import BatmanNet
+from bbmn.train.device import bound_onednn_cache
 from bbmn.train.runtime import MALLOC_TUNABLES
 
 DEFAULT_SMILES = Path(__file__).resolve().parents[1] / "tests" / "data" / "zinc_200.smi"
@@ -201,6 +202,8 @@ def main(argv: list[str] | None = None) -> None:
         os.execve(sys.executable, [sys.executable, *sys.argv],
                   {**os.environ, "GLIBC_TUNABLES": MALLOC_TUNABLES})
     torch.set_num_threads(args.threads)
+    if any("bf16" in mode for mode in args.modes):
+        bound_onednn_cache()  # as bbmn's commands do when they autocast on a CPU
     smiles = read_smiles(args.smiles)
     if args.profile:
         profile(args.profile, smiles, max(1, args.molecules // args.profile))
