@@ -74,6 +74,7 @@ def test_bf16_on_a_cpu_without_native_bf16_warns_and_runs_float32(bbbp, auto_run
 
 def test_bf16_on_a_cpu_with_native_bf16_autocasts(bbbp, tmp_path, monkeypatch):
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)  # use_bf16 sets it; restored
     assert main(finetune_args(bbbp, tmp_path / "bf16", "--device", "cpu", "--bf16")) == 0
     assert json.loads((tmp_path / "bf16" / "config.json").read_text())["bf16"] is True
 
