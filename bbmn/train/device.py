@@ -70,9 +70,10 @@ def cpu_has_native_bf16() -> bool:
 
 
 def use_bf16(requested: bool, device: torch.device) -> bool:
-    """Whether to autocast to bfloat16: when asked, on a GPU or on a CPU with native bf16. On
-    other CPUs bf16 autocast was measured slower than float32 (docs/benchmarks.md), so the
-    request is dropped there with one warning."""
+    """Whether to autocast to bfloat16: when asked, on a GPU or on a CPU with native bf16 (there
+    it also caps oneDNN's primitive cache, :func:`bound_onednn_cache`). On other CPUs bf16
+    autocast was measured slower than float32 (docs/benchmarks.md), so the request is dropped
+    there with one warning."""
     if not requested or device.type == "cuda":
         return requested
     if device.type == "cpu" and cpu_has_native_bf16():
