@@ -6,6 +6,7 @@ FLOP/s and its fraction of a plain torch matmul rate measured in the same run; t
 
     python benchmarks/bench_model.py                     # batch 32 and 128, 2 threads
     python benchmarks/bench_model.py --profile 32        # torch.profiler table of one batch size
+    python benchmarks/bench_model.py --modes fp32 ddp    # one process of 2 threads, 2 of 1 thread
 
 The step is the one a training loop should run: fused Adam, and glibc's allocator told to keep
 freed memory and to back it with huge pages (``GLIBC_TUNABLES``, set by re-executing this script
@@ -29,7 +30,7 @@ import torch
 from bbmn.chem.features import ATOM_DIM, EDGE_DIM
 from bbmn.data.graph import featurize_smiles
 from bbmn.data.masking import Masking
-from bbmn.models.batmannet import BatmanNet
+from bbmn.models.batmannet import BatmanNet, reconstruction_loss
 from bbmn.train.device import bound_onednn_cache
 from bbmn.train.runtime import MALLOC_TUNABLES
 
@@ -97,8 +98,11 @@ def matmul_rate(n: int, k: int, m: int, repeats: int = 20) -> float:
 
 
 #: fp32 eager; compiled; bf16 autocast; compiled + autocast; bf16 weights (the model cast to
-#: bfloat16, under autocast so that the fp32 inputs are cast too: no weight is cast at a product)
-MODES = ("fp32", "compiled", "bf16", "compiled-bf16", "bf16-weights")
+#: bfloat16, under autocast so that the fp32 inputs are cast too: no weight is cast at a product);
+#: data-parallel over ``--threads`` processes of one thread each (DistributedDataParallel over
+#: gloo, as ``torchrun --nproc_per_node N bbmn pretrain --threads 1`` trains), fp32 or bf16, at the
+#: same global batch
+MODES = ("fp32", "compiled", "bf16", "compiled-bf16", "bf16-weights", "ddp", "ddp-bf16")
 
 
 def train_steps(model, optimizer, batches, bf16: bool = False) -> None:
@@ -132,6 +136,68 @@ def measure(batch_size: int, smiles: list[str], steps: int, repeats: int, mode: 
     macs = sum(forward_macs(b, model.config) for b in batches)
     return {"mol_per_s": molecules / best, "fwd_flop_per_mol": 2 * macs / molecules,
             "train_flop_per_s": 3 * 2 * macs / best}
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, batch_size: int, smiles: list[str], steps: int,
+                repeats: int, bf16: bool, results) -> None:
+    """One rank of :func:`measure_ddp`: ``batch_size // world_size`` molecules per step."""
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    if bf16:
+        bound_onednn_cache()
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    torch.manual_seed(0)
+    model = BatmanNet(residual=True)
+    train_model = torch.nn.parallel.DistributedDataParallel(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-7, fused=True)
+    batches = make_batches(smiles, batch_size // world_size, steps, seed=rank)
+
+    def run(part):
+        for batch in part:
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = reconstruction_loss(train_model(batch), batch)
+            loss.total.backward()
+            optimizer.step()
+
+    run(batches[:2])
+    best = float("inf")
+    for _ in range(repeats):
+        dist.barrier()
+        start = time.perf_counter()
+        run(batches)
+        dist.barrier()
+        best = min(best, time.perf_counter() - start)
+    macs = torch.tensor([float(sum(forward_macs(b, model.config) for b in batches))])
+    dist.all_reduce(macs)
+    peak_rss = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024])
+    dist.all_reduce(peak_rss, op=dist.ReduceOp.MAX)
+    if rank == 0:
+        results.put((best, float(macs), float(peak_rss)))
+    # Leave without tearing the process group down: destroying it (or letting the interpreter
+    # collect DDP's reducer) deadlocked here now and then, the main thread holding the GIL while
+    # joining a gloo thread that waited for the GIL. The results are out; nothing is left to flush.
+    os._exit(0)
+
+
+def measure_ddp(batch_size: int, smiles: list[str], steps: int, repeats: int, processes: int,
+                bf16: bool = False) -> dict:
+    """Molecules/s and FLOP/s of data-parallel training steps at a global batch of ``batch_size``."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:  # a free port for the process group's rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    context = mp.get_context("spawn")
+    results = context.SimpleQueue()
+    mp.spawn(_ddp_worker, args=(processes, port, batch_size, smiles, steps, repeats, bf16, results),
+             nprocs=processes)
+    best, macs, rank_rss = results.get()
+    return {"mol_per_s": batch_size * steps / best, "fwd_flop_per_mol": 2 * macs / (batch_size * steps),
+            "train_flop_per_s": 3 * 2 * macs / best, "rank_peak_rss_mib": rank_rss}
 
 
 def measure_finetune(batch_size: int, smiles: list[str], steps: int, repeats: int,
@@ -215,21 +281,26 @@ def main(argv: list[str] | None = None) -> None:
     print(f"threads {torch.get_num_threads()}; torch matmul: {peak_big / 1e9:.1f} GFLOP/s at "
           f"1024^3, {peak_model / 1e9:.1f} GFLOP/s at 2048x{h}x{6 * h} (a message-net product)")
     for batch_size, mode in [(b, m) for b in args.batch_sizes for m in args.modes]:
-        r = measure(batch_size, smiles, max(1, args.molecules // batch_size), args.repeats, mode)
+        steps = max(1, args.molecules // batch_size)
+        if mode.startswith("ddp"):
+            r = measure_ddp(batch_size, smiles, steps, args.repeats, args.threads, bf16=mode.endswith("bf16"))
+        else:
+            r = measure(batch_size, smiles, steps, args.repeats, mode)
         print(f"batch {batch_size:4d} {mode:>13}: {r['mol_per_s']:7.1f} mol/s | "
               f"{r['fwd_flop_per_mol'] / 1e6:.0f} MFLOP/mol forward, x3 for training | "
               f"{r['train_flop_per_s'] / 1e9:.1f} GFLOP/s = {r['train_flop_per_s'] / peak_big:.0%} of "
-              f"1024^3 matmul, {r['train_flop_per_s'] / peak_model:.0%} of the message-net shape")
+              f"1024^3 matmul, {r['train_flop_per_s'] / peak_model:.0%} of the message-net shape"
+              + (f" | largest rank's peak RSS {r['rank_peak_rss_mib']:.0f} MiB" if "rank_peak_rss_mib" in r else ""))
     if args.finetune:
         for batch_size, mode in [(b, m) for b in args.batch_sizes for m in args.modes
-                                 if m != "bf16-weights"]:  # a pre-training experiment only
+                                 if m != "bf16-weights" and not m.startswith("ddp")]:  # pre-training only
             r = measure_finetune(batch_size, smiles, max(1, args.molecules // batch_size), args.repeats, mode)
             print(f"fine-tuning batch {batch_size:4d} {mode:>13}: {r['mol_per_s']:7.1f} mol/s | "
                   f"{r['fwd_flop_per_mol'] / 1e6:.0f} MFLOP/mol forward, x3 for training | "
                   f"{r['train_flop_per_s'] / 1e9:.1f} GFLOP/s = {r['train_flop_per_s'] / peak_big:.0%} of "
                   f"1024^3 matmul, {r['train_flop_per_s'] / peak_model:.0%} of the message-net shape")
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS {peak_rss:.0f} MiB")
+    print(f"peak RSS {peak_rss:.0f} MiB (this process; data-parallel ranks report theirs above)")
 
 
 if __name__ == "__main__":

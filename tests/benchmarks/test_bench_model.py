@@ -1,0 +1,30 @@
+"""benchmarks/bench_model.py runs every mode it offers and prints the line the docs quote."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+LINE = re.compile(r"batch\s+8\s+(\S+): +([\d.]+) mol/s \| (\d+) MFLOP/mol forward.* = (\d+)% of 1024\^3 matmul")
+
+
+@pytest.mark.slow
+def test_single_process_and_data_parallel_modes_report_rate_and_fraction(repo, tmp_path):
+    """The data-parallel mode starts two one-thread ranks over gloo and reports the same figures
+    at the same global batch, so its FLOP per molecule matches the single process's."""
+    out = subprocess.run(
+        [sys.executable, str(repo / "benchmarks" / "bench_model.py"), "--batch-sizes", "8",
+         "--modes", "fp32", "ddp", "--molecules", "16", "--repeats", "1", "--threads", "2"],
+        capture_output=True, text=True, timeout=600, check=True).stdout
+    rows = {m.group(1): m.groups()[1:] for m in map(LINE.search, out.splitlines()) if m}
+    assert set(rows) == {"fp32", "ddp"}, out
+    for mol_per_s, _, fraction in rows.values():
+        assert float(mol_per_s) > 0 and 0 < int(fraction) < 100
+    # the ranks draw their own halves of the batches (other molecules, other masks): the same
+    # order of work per molecule, not the same number
+    flops = [int(row[1]) for row in rows.values()]
+    assert max(flops) < 1.5 * min(flops), out
+    assert "peak RSS" in out
