@@ -264,6 +264,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", type=int, metavar="BATCH_SIZE")
     parser.add_argument("--plain-malloc", action="store_true", help="leave glibc's allocator as is")
     args = parser.parse_args(argv)
+    if any(m.startswith("ddp") for m in args.modes):
+        uneven = [b for b in args.batch_sizes if b % args.threads]
+        if args.threads < 2 or uneven:
+            parser.error(f"the ddp modes run --threads one-thread ranks (at least 2), each with an "
+                         f"equal share of the batch; {args.threads} ranks cannot share batch sizes "
+                         f"{uneven or args.batch_sizes}")
     if not args.plain_malloc and "GLIBC_TUNABLES" not in os.environ:
         os.execve(sys.executable, [sys.executable, *sys.argv],
                   {**os.environ, "GLIBC_TUNABLES": MALLOC_TUNABLES})

@@ -28,3 +28,11 @@ def test_single_process_and_data_parallel_modes_report_rate_and_fraction(repo, t
     flops = [int(row[1]) for row in rows.values()]
     assert max(flops) < 1.5 * min(flops), out
     assert "peak RSS" in out
+
+
+def test_data_parallel_modes_need_ranks_that_share_the_batch(repo):
+    out = subprocess.run(
+        [sys.executable, str(repo / "benchmarks" / "bench_model.py"), "--batch-sizes", "33",
+         "--modes", "ddp", "--threads", "2"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert "cannot share batch sizes [33]" in out.stderr and "Traceback" not in out.stderr
