@@ -47,11 +47,6 @@ def setup(requested_device: str = "auto") -> Context:
     return Context(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
 
-def teardown() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def all_reduce_sum(values: torch.Tensor, ctx: Context) -> torch.Tensor:
     """Sum a tensor over ranks (a no-op in a one-process run)."""
     if ctx.distributed:
