@@ -106,12 +106,27 @@ MODES = ("fp32", "compiled", "bf16", "compiled-bf16", "bf16-weights", "ddp", "dd
 
 
 def train_steps(model, optimizer, batches, bf16: bool = False) -> None:
+    """Pre-training steps; ``model`` is a :class:`BatmanNet` or its DistributedDataParallel wrapper."""
     for batch in batches:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model.pretrain_loss(batch)
+            loss = reconstruction_loss(model(batch), batch)
         loss.total.backward()
         optimizer.step()
+
+
+def best_time(run, batches: list, repeats: int, sync=lambda: None) -> float:
+    """Seconds of the fastest of ``repeats`` calls of ``run(batches)``, after a warm-up on two
+    batches (and the compile); ``sync`` lines the ranks up around each timed call."""
+    run(batches[:2])
+    best = float("inf")
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        run(batches)
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def measure(batch_size: int, smiles: list[str], steps: int, repeats: int, mode: str = "fp32") -> dict:
@@ -126,12 +141,7 @@ def measure(batch_size: int, smiles: list[str], steps: int, repeats: int, mode: 
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-7, fused=True)
     batches = make_batches(smiles, batch_size, steps)
-    train_steps(model, optimizer, batches[:2], bf16)  # warm-up (and the compile)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        train_steps(model, optimizer, batches, bf16)
-        best = min(best, time.perf_counter() - start)
+    best = best_time(lambda part: train_steps(model, optimizer, part, bf16), batches, repeats)
     molecules = batch_size * steps
     macs = sum(forward_macs(b, model.config) for b in batches)
     return {"mol_per_s": molecules / best, "fwd_flop_per_mol": 2 * macs / molecules,
@@ -152,23 +162,8 @@ def _ddp_worker(rank: int, world_size: int, port: int, batch_size: int, smiles: 
     train_model = torch.nn.parallel.DistributedDataParallel(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-7, fused=True)
     batches = make_batches(smiles, batch_size // world_size, steps, seed=rank)
-
-    def run(part):
-        for batch in part:
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss = reconstruction_loss(train_model(batch), batch)
-            loss.total.backward()
-            optimizer.step()
-
-    run(batches[:2])
-    best = float("inf")
-    for _ in range(repeats):
-        dist.barrier()
-        start = time.perf_counter()
-        run(batches)
-        dist.barrier()
-        best = min(best, time.perf_counter() - start)
+    best = best_time(lambda part: train_steps(train_model, optimizer, part, bf16), batches, repeats,
+                     sync=dist.barrier)
     macs = torch.tensor([float(sum(forward_macs(b, model.config) for b in batches))])
     dist.all_reduce(macs)
     peak_rss = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024])
@@ -226,12 +221,7 @@ def measure_finetune(batch_size: int, smiles: list[str], steps: int, repeats: in
             model.loss(outputs, labels).total.backward()
             optimizer.step()
 
-    run(batches[:2])
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run(batches)
-        best = min(best, time.perf_counter() - start)
+    best = best_time(run, batches, repeats)
     macs = sum(finetune_macs(batch, model.config) for batch, _, _ in batches)
     return {"mol_per_s": batch_size * steps / best, "fwd_flop_per_mol": 2 * macs / (batch_size * steps),
             "train_flop_per_s": 3 * 2 * macs / best}
@@ -248,6 +238,17 @@ def profile(batch_size: int, smiles: list[str], steps: int) -> None:
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
         train_steps(model, optimizer, batches)
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
+
+
+def result_line(label: str, batch_size: int, mode: str, r: dict, peak_big: float, peak_model: float) -> str:
+    """One measurement: molecules/s, FLOP per molecule, and the fraction of both matmul rates."""
+    line = (f"{label} {batch_size:4d} {mode:>13}: {r['mol_per_s']:7.1f} mol/s | "
+            f"{r['fwd_flop_per_mol'] / 1e6:.0f} MFLOP/mol forward, x3 for training | "
+            f"{r['train_flop_per_s'] / 1e9:.1f} GFLOP/s = {r['train_flop_per_s'] / peak_big:.0%} of "
+            f"1024^3 matmul, {r['train_flop_per_s'] / peak_model:.0%} of the message-net shape")
+    if "rank_peak_rss_mib" in r:
+        line += f" | largest rank's peak RSS {r['rank_peak_rss_mib']:.0f} MiB"
+    return line
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -292,19 +293,12 @@ def main(argv: list[str] | None = None) -> None:
             r = measure_ddp(batch_size, smiles, steps, args.repeats, args.threads, bf16=mode.endswith("bf16"))
         else:
             r = measure(batch_size, smiles, steps, args.repeats, mode)
-        print(f"batch {batch_size:4d} {mode:>13}: {r['mol_per_s']:7.1f} mol/s | "
-              f"{r['fwd_flop_per_mol'] / 1e6:.0f} MFLOP/mol forward, x3 for training | "
-              f"{r['train_flop_per_s'] / 1e9:.1f} GFLOP/s = {r['train_flop_per_s'] / peak_big:.0%} of "
-              f"1024^3 matmul, {r['train_flop_per_s'] / peak_model:.0%} of the message-net shape"
-              + (f" | largest rank's peak RSS {r['rank_peak_rss_mib']:.0f} MiB" if "rank_peak_rss_mib" in r else ""))
+        print(result_line("batch", batch_size, mode, r, peak_big, peak_model))
     if args.finetune:
         for batch_size, mode in [(b, m) for b in args.batch_sizes for m in args.modes
                                  if m != "bf16-weights" and not m.startswith("ddp")]:  # pre-training only
             r = measure_finetune(batch_size, smiles, max(1, args.molecules // batch_size), args.repeats, mode)
-            print(f"fine-tuning batch {batch_size:4d} {mode:>13}: {r['mol_per_s']:7.1f} mol/s | "
-                  f"{r['fwd_flop_per_mol'] / 1e6:.0f} MFLOP/mol forward, x3 for training | "
-                  f"{r['train_flop_per_s'] / 1e9:.1f} GFLOP/s = {r['train_flop_per_s'] / peak_big:.0%} of "
-                  f"1024^3 matmul, {r['train_flop_per_s'] / peak_model:.0%} of the message-net shape")
+            print(result_line("fine-tuning batch", batch_size, mode, r, peak_big, peak_model))
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak_rss:.0f} MiB (this process; data-parallel ranks report theirs above)")
 
