@@ -7,6 +7,7 @@ FLOP/s and its fraction of a plain torch matmul rate measured in the same run; t
     python benchmarks/bench_model.py                     # batch 32 and 128, 2 threads
     python benchmarks/bench_model.py --profile 32        # torch.profiler table of one batch size
     python benchmarks/bench_model.py --modes fp32 ddp    # one process of 2 threads, 2 of 1 thread
+    python benchmarks/bench_model.py --modes ddp ranks   # ... and the same ranks without all-reduce
 
 The step is the one a training loop should run: fused Adam, and glibc's allocator told to keep
 freed memory and to back it with huge pages (``GLIBC_TUNABLES``, set by re-executing this script
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -32,7 +32,7 @@ from bbmn.data.graph import featurize_smiles
 from bbmn.data.masking import Masking
 from bbmn.models.batmannet import BatmanNet, reconstruction_loss
 from bbmn.train.device import bound_onednn_cache
-from bbmn.train.runtime import MALLOC_TUNABLES
+from bbmn.train.runtime import MALLOC_TUNABLES, peak_rss_mb
 
 DEFAULT_SMILES = Path(__file__).resolve().parents[1] / "tests" / "data" / "zinc_200.smi"
 
@@ -101,8 +101,10 @@ def matmul_rate(n: int, k: int, m: int, repeats: int = 20) -> float:
 #: bfloat16, under autocast so that the fp32 inputs are cast too: no weight is cast at a product);
 #: data-parallel over ``--threads`` processes of one thread each (DistributedDataParallel over
 #: gloo, as ``torchrun --nproc_per_node N bbmn pretrain --threads 1`` trains), fp32 or bf16, at the
-#: same global batch
-MODES = ("fp32", "compiled", "bf16", "compiled-bf16", "bf16-weights", "ddp", "ddp-bf16")
+#: same global batch; and the same ranks training apart, no gradient averaged ("ranks"): the
+#: most any data-parallel scheme could make of these cores with this step
+MODES = ("fp32", "compiled", "bf16", "compiled-bf16", "bf16-weights", "ddp", "ddp-bf16", "ranks")
+RANK_MODES = ("ddp", "ddp-bf16", "ranks")
 
 
 def train_steps(model, optimizer, batches, bf16: bool = False) -> None:
@@ -149,8 +151,9 @@ def measure(batch_size: int, smiles: list[str], steps: int, repeats: int, mode: 
 
 
 def _ddp_worker(rank: int, world_size: int, port: int, batch_size: int, smiles: list[str], steps: int,
-                repeats: int, bf16: bool, results) -> None:
-    """One rank of :func:`measure_ddp`: ``batch_size // world_size`` molecules per step."""
+                repeats: int, bf16: bool, average: bool, results) -> None:
+    """One rank of :func:`measure_ddp`: ``batch_size // world_size`` molecules per step; without
+    ``average`` the model is not wrapped, so the ranks meet only around each timed run."""
     import torch.distributed as dist
 
     torch.set_num_threads(1)
@@ -159,17 +162,23 @@ def _ddp_worker(rank: int, world_size: int, port: int, batch_size: int, smiles: 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     torch.manual_seed(0)
     model = BatmanNet(residual=True)
-    train_model = torch.nn.parallel.DistributedDataParallel(model)
+    train_model = torch.nn.parallel.DistributedDataParallel(model) if average else model
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-7, fused=True)
     batches = make_batches(smiles, batch_size // world_size, steps, seed=rank)
     best = best_time(lambda part: train_steps(train_model, optimizer, part, bf16), batches, repeats,
                      sync=dist.barrier)
     macs = torch.tensor([float(sum(forward_macs(b, model.config) for b in batches))])
     dist.all_reduce(macs)
-    peak_rss = torch.tensor([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024])
+    peak_rss = torch.tensor([peak_rss_mb()])
     dist.all_reduce(peak_rss, op=dist.ReduceOp.MAX)
+    # the check that the gradients were averaged: data-parallel replicas end with equal weights
+    weights = torch.cat([p.detach().flatten() for p in model.parameters()])
+    first = weights.clone()
+    dist.broadcast(first, src=0)
+    differ = torch.tensor([float(not torch.equal(weights, first))])
+    dist.all_reduce(differ, op=dist.ReduceOp.MAX)
     if rank == 0:
-        results.put((best, float(macs), float(peak_rss)))
+        results.put((best, float(macs), float(peak_rss), not differ.item()))
     # Leave without tearing the process group down: destroying it (or letting the interpreter
     # collect DDP's reducer) deadlocked here now and then, the main thread holding the GIL while
     # joining a gloo thread that waited for the GIL. The results are out; nothing is left to flush.
@@ -177,8 +186,9 @@ def _ddp_worker(rank: int, world_size: int, port: int, batch_size: int, smiles: 
 
 
 def measure_ddp(batch_size: int, smiles: list[str], steps: int, repeats: int, processes: int,
-                bf16: bool = False) -> dict:
-    """Molecules/s and FLOP/s of data-parallel training steps at a global batch of ``batch_size``."""
+                bf16: bool = False, average: bool = True) -> dict:
+    """Molecules/s and FLOP/s of data-parallel training steps at a global batch of ``batch_size``
+    (``average=False``: the same ranks with no gradient averaged)."""
     import socket
 
     import torch.multiprocessing as mp
@@ -188,11 +198,12 @@ def measure_ddp(batch_size: int, smiles: list[str], steps: int, repeats: int, pr
         port = s.getsockname()[1]
     context = mp.get_context("spawn")
     results = context.SimpleQueue()
-    mp.spawn(_ddp_worker, args=(processes, port, batch_size, smiles, steps, repeats, bf16, results),
+    mp.spawn(_ddp_worker, args=(processes, port, batch_size, smiles, steps, repeats, bf16, average, results),
              nprocs=processes)
-    best, macs, rank_rss = results.get()
+    best, macs, rank_rss, equal_weights = results.get()
     return {"mol_per_s": batch_size * steps / best, "fwd_flop_per_mol": 2 * macs / (batch_size * steps),
-            "train_flop_per_s": 3 * 2 * macs / best, "rank_peak_rss_mib": rank_rss}
+            "train_flop_per_s": 3 * 2 * macs / best, "rank_peak_rss_mib": rank_rss,
+            "equal_weights": equal_weights}
 
 
 def measure_finetune(batch_size: int, smiles: list[str], steps: int, repeats: int,
@@ -247,7 +258,8 @@ def result_line(label: str, batch_size: int, mode: str, r: dict, peak_big: float
             f"{r['train_flop_per_s'] / 1e9:.1f} GFLOP/s = {r['train_flop_per_s'] / peak_big:.0%} of "
             f"1024^3 matmul, {r['train_flop_per_s'] / peak_model:.0%} of the message-net shape")
     if "rank_peak_rss_mib" in r:
-        line += f" | largest rank's peak RSS {r['rank_peak_rss_mib']:.0f} MiB"
+        line += (f" | largest rank's peak RSS {r['rank_peak_rss_mib']:.0f} MiB, ranks' weights "
+                 f"{'equal' if r['equal_weights'] else 'differ'}")
     return line
 
 
@@ -265,10 +277,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", type=int, metavar="BATCH_SIZE")
     parser.add_argument("--plain-malloc", action="store_true", help="leave glibc's allocator as is")
     args = parser.parse_args(argv)
-    if any(m.startswith("ddp") for m in args.modes):
+    if any(m in RANK_MODES for m in args.modes):
         uneven = [b for b in args.batch_sizes if b % args.threads]
         if args.threads < 2 or uneven:
-            parser.error(f"the ddp modes run --threads one-thread ranks (at least 2), each with an "
+            parser.error(f"the ddp and ranks modes run --threads one-thread ranks (at least 2), each with an "
                          f"equal share of the batch; {args.threads} ranks cannot share batch sizes "
                          f"{uneven or args.batch_sizes}")
     if not args.plain_malloc and "GLIBC_TUNABLES" not in os.environ:
@@ -289,17 +301,18 @@ def main(argv: list[str] | None = None) -> None:
           f"1024^3, {peak_model / 1e9:.1f} GFLOP/s at 2048x{h}x{6 * h} (a message-net product)")
     for batch_size, mode in [(b, m) for b in args.batch_sizes for m in args.modes]:
         steps = max(1, args.molecules // batch_size)
-        if mode.startswith("ddp"):
-            r = measure_ddp(batch_size, smiles, steps, args.repeats, args.threads, bf16=mode.endswith("bf16"))
+        if mode in RANK_MODES:
+            r = measure_ddp(batch_size, smiles, steps, args.repeats, args.threads, bf16=mode.endswith("bf16"),
+                            average=mode != "ranks")
         else:
             r = measure(batch_size, smiles, steps, args.repeats, mode)
         print(result_line("batch", batch_size, mode, r, peak_big, peak_model))
     if args.finetune:
         for batch_size, mode in [(b, m) for b in args.batch_sizes for m in args.modes
-                                 if m != "bf16-weights" and not m.startswith("ddp")]:  # pre-training only
+                                 if m != "bf16-weights" and m not in RANK_MODES]:  # pre-training only
             r = measure_finetune(batch_size, smiles, max(1, args.molecules // batch_size), args.repeats, mode)
             print(result_line("fine-tuning batch", batch_size, mode, r, peak_big, peak_model))
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_rss = peak_rss_mb()
     print(f"peak RSS {peak_rss:.0f} MiB (this process; data-parallel ranks report theirs above)")
 
 

@@ -36,6 +36,16 @@ def reexec_with_malloc_tunables() -> None:
 
 
 def peak_rss_mb(children: bool = False) -> float:
-    """Peak resident memory of this process (or of its largest finished child), in MB."""
+    """Peak resident memory of this process (or of its largest finished child), in MB.
+
+    For this process on Linux it is the kernel's high-water mark of the current program
+    (``VmHWM``): ``ru_maxrss`` also counts the memory of whatever process forked this one before
+    it ran ``exec``, which made a spawned benchmark rank report its parent's 1.9 GB.
+    """
+    if not children and sys.platform.startswith("linux"):
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
     who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
     return resource.getrusage(who).ru_maxrss / 1024.0

@@ -14,13 +14,14 @@ LINE = re.compile(r"batch\s+8\s+(\S+): +([\d.]+) mol/s \| (\d+) MFLOP/mol forwar
 @pytest.mark.slow
 def test_single_process_and_data_parallel_modes_report_rate_and_fraction(repo, tmp_path):
     """The data-parallel mode starts two one-thread ranks over gloo and reports the same figures
-    at the same global batch, so its FLOP per molecule matches the single process's."""
+    at the same global batch, so its FLOP per molecule matches the single process's; its ranks end
+    with equal weights (gradients averaged), those of the "ranks" bound do not."""
     out = subprocess.run(
         [sys.executable, str(repo / "benchmarks" / "bench_model.py"), "--batch-sizes", "8",
-         "--modes", "fp32", "ddp", "--molecules", "16", "--repeats", "1", "--threads", "2"],
+         "--modes", "fp32", "ddp", "ranks", "--molecules", "16", "--repeats", "1", "--threads", "2"],
         capture_output=True, text=True, timeout=600, check=True).stdout
     rows = {m.group(1): m.groups()[1:] for m in map(LINE.search, out.splitlines()) if m}
-    assert set(rows) == {"fp32", "ddp"}, out
+    assert set(rows) == {"fp32", "ddp", "ranks"}, out
     for mol_per_s, _, fraction in rows.values():
         assert float(mol_per_s) > 0 and 0 < int(fraction) < 100
     # the ranks draw their own halves of the batches (other molecules, other masks): the same
@@ -28,6 +29,9 @@ def test_single_process_and_data_parallel_modes_report_rate_and_fraction(repo, t
     flops = [int(row[1]) for row in rows.values()]
     assert max(flops) < 1.5 * min(flops), out
     assert "peak RSS" in out
+    agreement = {line.split(":")[0].split()[-1]: line.rsplit("weights ", 1)[1]
+                 for line in out.splitlines() if "ranks' weights" in line}
+    assert agreement == {"ddp": "equal", "ranks": "differ"}, out
 
 
 def test_data_parallel_modes_need_ranks_that_share_the_batch(repo):
