@@ -3,7 +3,7 @@
 Memory stays bounded by a shuffle window of a few row groups (4,096 molecules each), whatever
 the corpus size. The order of an epoch depends only on (seed, epoch), so a resumed run can skip
 the batches it already did and see the same batches as an uninterrupted one, and distributed
-ranks can each take every ``world_size``-th batch of the same global order.
+ranks share each ``world_size`` batches' worth of the same global order, dealt by size.
 
 The pre-training train/validation split is by molecule: a molecule is in validation when a hash
 of (seed, source row) falls in the lowest ``val_fraction`` of the hash range. Membership never
@@ -87,12 +87,18 @@ class CacheBatches:
         return total // self.world_size
 
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[GraphArrays]:
-        """The batches of ``epoch`` for this rank, after skipping the first ``skip`` of them."""
+        """The batches of ``epoch`` for this rank, after skipping the first ``skip`` of them.
+
+        With several ranks, each run of ``world_size * batch_size`` molecules of the global order
+        (what one process would train on in ``world_size`` steps) is dealt to the ranks by
+        size (:func:`deal_by_size`), ``batch_size`` each: data-parallel ranks wait for the slowest
+        at every step, and dealing in order left one rank with the larger molecules (measured:
+        docs/benchmarks.md). One process gets its batches in order.
+        """
         rng = np.random.default_rng([self.seed, epoch])
         n_groups = self.cache.num_row_groups
         order = rng.permutation(n_groups) if self.shuffle else np.arange(n_groups)
-        per_rank = len(self)
-        global_index = 0  # index of the next batch in the global order
+        per_rank, step_size = len(self), self.batch_size * self.world_size
         taken = 0  # batches of this rank yielded or skipped
         pending: GraphArrays | None = None
         for start in range(0, n_groups, self.window):
@@ -106,16 +112,33 @@ class CacheBatches:
             window = arrays.take(chosen)
             if pending is not None and len(pending):
                 window = GraphArrays.concat([pending, window])
-            n_full = len(window) // self.batch_size
-            for b in range(n_full):
+            n_steps = len(window) // step_size
+            for step in range(n_steps):
                 if taken >= per_rank:
                     return
-                if global_index % self.world_size == self.rank:
-                    if taken >= skip:
-                        yield window.take(np.arange(b * self.batch_size, (b + 1) * self.batch_size))
-                    taken += 1
-                global_index += 1
-            pending = window.take(np.arange(n_full * self.batch_size, len(window)))
-        if pending is not None and len(pending) and not self.drop_last and taken < per_rank:
-            if global_index % self.world_size == self.rank and taken >= skip:
-                yield pending
+                if taken >= skip:
+                    together = window.take(np.arange(step * step_size, (step + 1) * step_size))
+                    yield together.take(np.flatnonzero(deal_by_size(together, self.world_size) == self.rank))
+                taken += 1
+            pending = window.take(np.arange(n_steps * step_size, len(window)))
+        if pending is None or not len(pending) or taken >= per_rank:
+            return
+        # the tail, less than one batch per rank: batch-size pieces in order, one per rank
+        first = self.rank * self.batch_size
+        mine = np.arange(first, min(first + self.batch_size, len(pending)))
+        if len(mine) and (len(mine) == self.batch_size or not self.drop_last) and taken >= skip:
+            yield pending.take(mine)
+
+
+def deal_by_size(arrays: GraphArrays, parts: int) -> np.ndarray:
+    """Which of ``parts`` equal shares each molecule goes to, so that the shares' work is even.
+
+    Work is counted as atoms plus directed edges (the items of the two branches). Molecules are
+    dealt from the largest down in the order 0, 1, ..., parts - 1, parts - 1, ..., 0, 0, 1, ...,
+    which gives every share the same number of molecules when ``parts`` divides their number.
+    """
+    work = arrays.num_atoms + 2 * arrays.num_bonds
+    turns = np.concatenate([np.arange(parts), np.arange(parts)[::-1]])
+    share = np.empty(len(arrays), dtype=np.int64)
+    share[np.argsort(-work, kind="stable")] = np.resize(turns, len(arrays))
+    return share

@@ -6,7 +6,7 @@ import pytest
 from bbmn.chem.standardize import profile
 from bbmn.data.cache import featurize
 from bbmn.data.clean import CleanConfig, clean
-from bbmn.data.loader import CacheBatches, in_validation
+from bbmn.data.loader import CacheBatches, deal_by_size, in_validation
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +51,56 @@ def test_skip_resumes_the_same_sequence(zinc_cache):
 
 
 @pytest.mark.parametrize("world_size", [2, 3])
-def test_ranks_share_one_global_order(zinc_cache, world_size):
-    single = rows_of(CacheBatches(zinc_cache, 10, drop_last=True).epoch(0))
-    per_rank = [rows_of(CacheBatches(zinc_cache, 10, rank=r, world_size=world_size, drop_last=True).epoch(0))
-                for r in range(world_size)]
-    assert len({len(p) for p in per_rank}) == 1  # same number of batches on every rank
-    for r, batches in enumerate(per_rank):
-        assert batches == single[r::world_size][:len(batches)]
+@pytest.mark.parametrize("drop_last", [True, False])
+def test_ranks_share_one_global_order(zinc_cache, world_size, drop_last):
+    """Step i of the ranks together trains on the molecules one process would train on in its
+    steps i * world_size ... (i + 1) * world_size - 1, each rank on batch_size of them."""
+    order = sum(rows_of(CacheBatches(zinc_cache, 10, window=2, drop_last=drop_last).epoch(0)), [])
+    ranks = [CacheBatches(zinc_cache, 10, window=2, rank=r, world_size=world_size, drop_last=drop_last)
+             for r in range(world_size)]
+    per_rank = [rows_of(loader.epoch(0)) for loader in ranks]
+    assert {len(p) for p in per_rank} == {len(ranks[0])}  # the same number of batches on every rank
+    steps = len(per_rank[0])
+    assert steps == (len(order) // 10 + (0 if drop_last or len(order) % 10 == 0 else 1)) // world_size
+    for i in range(steps):
+        together = sum((p[i] for p in per_rank), [])
+        assert len(together) == len(set(together))
+        assert set(together) == set(order[i * world_size * 10:(i + 1) * world_size * 10])
+        assert all(len(p[i]) == 10 for p in per_rank) or i == steps - 1
+
+
+def test_ranks_get_even_work(zinc_cache):
+    """Dealt by size, two ranks' batches differ in work by less than dealt in order."""
+    ranks = [CacheBatches(zinc_cache, 16, rank=r, world_size=2, drop_last=True) for r in range(2)]
+    work = [[int((b.num_atoms + 2 * b.num_bonds).sum()) for b in loader.epoch(0)] for loader in ranks]
+    gaps = [abs(a - b) for a, b in zip(*work)]
+    in_order = rows_of(CacheBatches(zinc_cache, 16, drop_last=True).epoch(0))
+    sizes = {r: n for b in CacheBatches(zinc_cache, 16).epoch(0)
+             for r, n in zip(b.row.tolist(), (b.num_atoms + 2 * b.num_bonds).tolist())}
+    in_order_gaps = [abs(sum(sizes[r] for r in in_order[2 * i]) - sum(sizes[r] for r in in_order[2 * i + 1]))
+                     for i in range(len(gaps))]
+    assert sum(gaps) < sum(in_order_gaps) / 3, (gaps, in_order_gaps)
+
+
+def test_deal_by_size_gives_equal_counts_and_close_work():
+    rng = np.random.default_rng(0)
+    atoms = rng.integers(5, 40, size=32)
+    molecules = _Sizes(atoms, atoms + rng.integers(-1, 4, size=32))
+    share = deal_by_size(molecules, 2)
+    assert np.bincount(share).tolist() == [16, 16]
+    work = molecules.num_atoms + 2 * molecules.num_bonds
+    assert abs(work[share == 0].sum() - work[share == 1].sum()) <= work.max()
+    assert np.array_equal(deal_by_size(molecules, 1), np.zeros(32, dtype=np.int64))
+
+
+class _Sizes:
+    """What deal_by_size reads of a GraphArrays: its molecules' atom and bond counts."""
+
+    def __init__(self, num_atoms, num_bonds):
+        self.num_atoms, self.num_bonds = num_atoms, num_bonds
+
+    def __len__(self):
+        return len(self.num_atoms)
 
 
 def test_validation_membership_is_stable():
