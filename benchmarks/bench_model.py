@@ -25,10 +25,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bbmn.chem.features import ATOM_DIM, EDGE_DIM
 from bbmn.data.graph import featurize_smiles
+from bbmn.data.loader import deal_by_size
 from bbmn.data.masking import Masking
 from bbmn.models.batmannet import BatmanNet, reconstruction_loss
 from bbmn.train.device import bound_onednn_cache
@@ -41,15 +43,19 @@ def read_smiles(path: Path) -> list[str]:
     return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
 
 
-def make_batches(smiles: list[str], batch_size: int, count: int, seed: int = 0) -> list:
-    """``count`` masked batches of ``batch_size`` molecules, cycling through ``smiles``."""
+def make_batches(smiles: list[str], batch_size: int, count: int, seed: int = 0, rank: int = 0,
+                 world_size: int = 1) -> list:
+    """``count`` masked batches of ``batch_size`` molecules, cycling through ``smiles``; with
+    ``world_size`` ranks, this rank's share of each global batch, dealt by size as ``bbmn
+    pretrain``'s loader deals it (masks seeded by ``seed + rank``)."""
     arrays = featurize_smiles(smiles)
-    masking = Masking(ratio=0.6, dynamic=True, seed=seed)
+    masking = Masking(ratio=0.6, dynamic=True, seed=seed + rank)
     order = torch.randperm(len(smiles), generator=torch.Generator().manual_seed(seed)).numpy()
+    together = batch_size * world_size
     batches = []
     for i in range(count):
-        idx = [order[(i * batch_size + j) % len(order)] for j in range(batch_size)]
-        batches.append(masking(arrays.take(idx).to_batch()))
+        step = arrays.take(order[(i * together + np.arange(together)) % len(order)])
+        batches.append(masking(step.take(np.flatnonzero(deal_by_size(step, world_size) == rank)).to_batch()))
     return batches
 
 
@@ -164,7 +170,7 @@ def _ddp_worker(rank: int, world_size: int, port: int, batch_size: int, smiles: 
     model = BatmanNet(residual=True)
     train_model = torch.nn.parallel.DistributedDataParallel(model) if average else model
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-7, fused=True)
-    batches = make_batches(smiles, batch_size // world_size, steps, seed=rank)
+    batches = make_batches(smiles, batch_size // world_size, steps, rank=rank, world_size=world_size)
     best = best_time(lambda part: train_steps(train_model, optimizer, part, bf16), batches, repeats,
                      sync=dist.barrier)
     macs = torch.tensor([float(sum(forward_macs(b, model.config) for b in batches))])

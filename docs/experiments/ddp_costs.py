@@ -5,10 +5,10 @@ and masks ``benchmarks/bench_model.py`` uses, in one of these variants:
 
 * ``apart``: no DDP and no barrier; the ranks meet only around each timed run (the bound);
 * ``barrier``: no DDP, a barrier after every backward pass: the cost of waiting for the slower rank;
-* ``ddp``: DistributedDataParallel, as ``torchrun ... bbmn pretrain`` trains;
+* ``ddp``: DistributedDataParallel, each global batch of 32 dealt to the ranks by size, as
+  ``torchrun ... bbmn pretrain`` trains (``bbmn.data.loader.deal_by_size``);
+* ``ddp-in-order``: DDP with each global batch halved in order (how the loader dealt before);
 * ``ddp-same``: DDP with both ranks given the same batches: the all-reduce without the waiting;
-* ``ddp-dealt``: DDP with each global batch of 32 dealt to the ranks by size (atoms + 2 x bonds,
-  sorted, dealt 0, 1, 1, 0, ...) instead of in order;
 * ``ddp-fp16``: DDP averaging gradients in fp16 (``fp16_compress_hook``): half the bytes;
 * ``ddp-static``: DDP with ``static_graph=True``.
 
@@ -39,23 +39,19 @@ from bbmn.data.masking import Masking  # noqa: E402
 from bbmn.models.batmannet import BatmanNet, reconstruction_loss  # noqa: E402
 from bbmn.train.runtime import MALLOC_TUNABLES  # noqa: E402
 
-VARIANTS = ("apart", "barrier", "ddp", "ddp-same", "ddp-dealt", "ddp-fp16", "ddp-static")
+VARIANTS = ("apart", "barrier", "ddp", "ddp-in-order", "ddp-same", "ddp-fp16", "ddp-static")
 PER_RANK = 16
 
 
-def dealt_batches(smiles: list[str], rank: int, steps: int) -> list:
-    """This rank's share of each global batch of ``2 * PER_RANK`` molecules, dealt by size."""
+def in_order_batches(smiles: list[str], rank: int, steps: int) -> list:
+    """This rank's half of each global batch of ``2 * PER_RANK`` molecules, taken in order
+    (``bench_model.make_batches`` with ``world_size=2`` deals them by size instead)."""
     arrays = featurize_smiles(smiles)
     order = torch.randperm(len(smiles), generator=torch.Generator().manual_seed(0)).numpy()
     masking = Masking(ratio=0.6, dynamic=True, seed=rank)
-    deal = np.resize([0, 1, 1, 0], 2 * PER_RANK)
-    batches = []
-    for step in range(steps):
-        group = arrays.take(order[(step * 2 * PER_RANK + np.arange(2 * PER_RANK)) % len(order)])
-        share = np.empty(2 * PER_RANK, dtype=int)
-        share[np.argsort(-(group.num_atoms + 2 * group.num_bonds), kind="stable")] = deal
-        batches.append(masking(group.take(np.flatnonzero(share == rank)).to_batch()))
-    return batches
+    first = rank * PER_RANK
+    return [masking(arrays.take(order[(step_start + np.arange(PER_RANK)) % len(order)]).to_batch())
+            for step_start in range(first, first + steps * 2 * PER_RANK, 2 * PER_RANK)]
 
 
 def worker(rank: int, port: int, variant: str, steps: int, repeats: int, results) -> None:
@@ -71,10 +67,12 @@ def worker(rank: int, port: int, variant: str, steps: int, repeats: int, results
         train_model.register_comm_hook(None, fp16_compress_hook)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-7, fused=True)
     smiles = read_smiles(DEFAULT_SMILES)
-    if variant == "ddp-dealt":
-        batches = dealt_batches(smiles, rank, steps)
+    if variant == "ddp-in-order":
+        batches = in_order_batches(smiles, rank, steps)
+    elif variant == "ddp-same":
+        batches = make_batches(smiles, PER_RANK, steps)
     else:
-        batches = make_batches(smiles, PER_RANK, steps, seed=0 if variant == "ddp-same" else rank)
+        batches = make_batches(smiles, PER_RANK, steps, rank=rank, world_size=2)
 
     def run(part: list) -> None:
         for batch in part:
