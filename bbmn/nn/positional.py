@@ -9,7 +9,8 @@ row ``q + 1``; only the meaning of ``q`` is a choice:
   code does not depend on which other molecules share its batch;
 * ``"batch"``: ``q`` is the item's position in the whole batch, as in the reference.
 
-Nothing is tabulated up front, so there is no limit on molecule or batch size.
+The table is computed as far as a batch needs it and kept, so there is no limit on molecule or
+batch size.
 """
 
 from __future__ import annotations
@@ -32,6 +33,24 @@ def sinusoidal_code(index: Tensor, width: int) -> Tensor:
             ``(p - 1) / 10000 ** (2i / width)``.
         width: code width (the model's hidden size).
     """
+    return _table(int(index.max()) + 1 if index.numel() else 1, width, index.device).index_select(0, index)
+
+
+#: the table's rows computed so far, per (width, device); grown (doubled) when a larger row is
+#: asked for, so that a training step reads rows instead of computing float64 sines and cosines
+#: of every item (0.6 ms of a 129 ms step of 16 molecules, one thread)
+_TABLES: dict[tuple[int, torch.device], Tensor] = {}
+
+
+def _table(rows: int, width: int, device: torch.device) -> Tensor:
+    table = _TABLES.get((width, device))
+    if table is None or len(table) < rows:
+        size = max(rows, 256, 2 * len(table) if table is not None else 0)
+        table = _TABLES[(width, device)] = _sinusoid_rows(torch.arange(size, device=device), width)
+    return table
+
+
+def _sinusoid_rows(index: Tensor, width: int) -> Tensor:
     position = (index - 1).to(torch.float64).unsqueeze(1)
     pair = torch.arange(width, device=index.device) // 2
     inverse_frequency = torch.exp(pair.to(torch.float64) * (-2.0 * math.log(10000.0) / width))

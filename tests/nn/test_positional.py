@@ -26,6 +26,20 @@ def test_rows_match_the_reference_table_for_any_position(width):
     assert torch.equal(code[1, :4], torch.tensor([0.0, 1.0, 0.0, 1.0]))  # first real item
 
 
+def test_the_kept_table_grows_without_changing_its_rows():
+    from bbmn.nn import positional
+
+    positional._TABLES.pop((12, torch.device("cpu")), None)
+    index = torch.arange(300)
+    before = sinusoidal_code(index, 12)
+    assert len(positional._TABLES[(12, torch.device("cpu"))]) == 300
+    grown = sinusoidal_code(torch.tensor([9000]), 12)  # the table grows to hold row 9000
+    assert len(positional._TABLES[(12, torch.device("cpu"))]) >= 9001
+    assert torch.equal(sinusoidal_code(index, 12), before)
+    np.testing.assert_allclose(grown[0].numpy(), reference_table_row(9000, 12), atol=1e-6)
+    assert sinusoidal_code(torch.tensor([], dtype=torch.long), 12).shape == (0, 12)
+
+
 def test_positions_restart_in_every_molecule_and_skip_empty_ones():
     ptr = torch.tensor([0, 3, 3, 5, 6])
     assert positions_in_groups(ptr).tolist() == [0, 1, 2, 0, 1, 0]
