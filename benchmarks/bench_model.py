@@ -168,7 +168,8 @@ def _ddp_worker(rank: int, world_size: int, port: int, batch_size: int, smiles: 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     torch.manual_seed(0)
     model = BatmanNet(residual=True)
-    train_model = torch.nn.parallel.DistributedDataParallel(model) if average else model
+    train_model = (torch.nn.parallel.DistributedDataParallel(model, gradient_as_bucket_view=True)  # as bbmn's
+                   if average else model)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-7, fused=True)
     batches = make_batches(smiles, batch_size // world_size, steps, rank=rank, world_size=world_size)
     best = best_time(lambda part: train_steps(train_model, optimizer, part, bf16), batches, repeats,

@@ -5,8 +5,9 @@ and masks ``benchmarks/bench_model.py`` uses, in one of these variants:
 
 * ``apart``: no DDP and no barrier; the ranks meet only around each timed run (the bound);
 * ``barrier``: no DDP, a barrier after every backward pass: the cost of waiting for the slower rank;
-* ``ddp``: DistributedDataParallel, each global batch of 32 dealt to the ranks by size, as
-  ``torchrun ... bbmn pretrain`` trains (``bbmn.data.loader.deal_by_size``);
+* ``ddp``: DistributedDataParallel, each global batch of 32 dealt to the ranks by size, the
+  gradients views into DDP's buckets, as ``torchrun ... bbmn pretrain`` trains;
+* ``ddp-copy``: the same with gradients copied into and out of the buckets (DDP's default);
 * ``ddp-in-order``: DDP with each global batch halved in order (how the loader dealt before);
 * ``ddp-same``: DDP with both ranks given the same batches: the all-reduce without the waiting;
 * ``ddp-fp16``: DDP averaging gradients in fp16 (``fp16_compress_hook``): half the bytes;
@@ -39,7 +40,7 @@ from bbmn.data.masking import Masking  # noqa: E402
 from bbmn.models.batmannet import BatmanNet, reconstruction_loss  # noqa: E402
 from bbmn.train.runtime import MALLOC_TUNABLES  # noqa: E402
 
-VARIANTS = ("apart", "barrier", "ddp", "ddp-in-order", "ddp-same", "ddp-fp16", "ddp-static")
+VARIANTS = ("apart", "barrier", "ddp", "ddp-copy", "ddp-in-order", "ddp-same", "ddp-fp16", "ddp-static")
 PER_RANK = 16
 
 
@@ -61,7 +62,8 @@ def worker(rank: int, port: int, variant: str, steps: int, repeats: int, results
     model = BatmanNet(residual=True)
     train_model = model
     if variant.startswith("ddp"):
-        train_model = torch.nn.parallel.DistributedDataParallel(model, static_graph=variant == "ddp-static")
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, static_graph=variant == "ddp-static", gradient_as_bucket_view=variant != "ddp-copy")
     if variant == "ddp-fp16":
         from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import fp16_compress_hook
         train_model.register_comm_hook(None, fp16_compress_hook)
