@@ -24,10 +24,10 @@ def test_single_process_and_data_parallel_modes_report_rate_and_fraction(repo, t
     assert set(rows) == {"fp32", "ddp", "ranks"}, out
     for mol_per_s, _, fraction in rows.values():
         assert float(mol_per_s) > 0 and 0 < int(fraction) < 100
-    # the ranks draw their own halves of the batches (other molecules, other masks): the same
-    # order of work per molecule, not the same number
+    # the ranks share the single process's batches, dealt by size, with masks of their own: the
+    # same molecules, masked in the same proportion, so about the same work per molecule
     flops = [int(row[1]) for row in rows.values()]
-    assert max(flops) < 1.5 * min(flops), out
+    assert max(flops) < 1.05 * min(flops), out
     assert "peak RSS" in out
     agreement = {line.split(":")[0].split()[-1]: line.rsplit("weights ", 1)[1]
                  for line in out.splitlines() if "ranks' weights" in line}
