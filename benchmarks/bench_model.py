@@ -178,18 +178,26 @@ def _ddp_worker(rank: int, world_size: int, port: int, batch_size: int, smiles: 
     dist.all_reduce(macs)
     peak_rss = torch.tensor([peak_rss_mb()])
     dist.all_reduce(peak_rss, op=dist.ReduceOp.MAX)
-    # the check that the gradients were averaged: data-parallel replicas end with equal weights
+    equal = replicas_equal(model)
+    if rank == 0:
+        results.put((best, float(macs), float(peak_rss), equal))
+    # Leave without tearing the process group down: destroying it (or letting the interpreter
+    # collect DDP's reducer) deadlocked here now and then, the main thread holding the GIL while
+    # joining a gloo thread that waited for the GIL. The results are out; nothing is left to flush.
+    os._exit(0)
+
+
+def replicas_equal(model: torch.nn.Module) -> bool:
+    """Whether every rank holds rank 0's weights: the check that data-parallel gradients were
+    averaged (DDP's ``static_graph=True`` averaged nothing here, and said nothing)."""
+    import torch.distributed as dist
+
     weights = torch.cat([p.detach().flatten() for p in model.parameters()])
     first = weights.clone()
     dist.broadcast(first, src=0)
     differ = torch.tensor([float(not torch.equal(weights, first))])
     dist.all_reduce(differ, op=dist.ReduceOp.MAX)
-    if rank == 0:
-        results.put((best, float(macs), float(peak_rss), not differ.item()))
-    # Leave without tearing the process group down: destroying it (or letting the interpreter
-    # collect DDP's reducer) deadlocked here now and then, the main thread holding the GIL while
-    # joining a gloo thread that waited for the GIL. The results are out; nothing is left to flush.
-    os._exit(0)
+    return not differ.item()
 
 
 def measure_ddp(batch_size: int, smiles: list[str], steps: int, repeats: int, processes: int,

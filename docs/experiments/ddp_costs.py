@@ -33,7 +33,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from bench_model import DEFAULT_SMILES, best_time, make_batches, read_smiles  # noqa: E402
+from bench_model import DEFAULT_SMILES, best_time, make_batches, read_smiles, replicas_equal  # noqa: E402
 
 from bbmn.data.graph import featurize_smiles  # noqa: E402
 from bbmn.data.masking import Masking  # noqa: E402
@@ -85,13 +85,9 @@ def worker(rank: int, port: int, variant: str, steps: int, repeats: int, results
             optimizer.step()
 
     best = best_time(run, batches, repeats, sync=dist.barrier)
-    weights = torch.cat([p.detach().flatten() for p in model.parameters()])
-    first = weights.clone()
-    dist.broadcast(first, src=0)
-    differ = torch.tensor([float(not torch.equal(weights, first))])
-    dist.all_reduce(differ, op=dist.ReduceOp.MAX)
+    equal = replicas_equal(model)
     if rank == 0:
-        results.put((2 * PER_RANK * steps / best, not differ.item()))
+        results.put((2 * PER_RANK * steps / best, equal))
     os._exit(0)  # as in bench_model.py: tearing gloo down could deadlock
 
 
