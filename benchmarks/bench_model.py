@@ -33,6 +33,7 @@ from bbmn.data.graph import featurize_smiles
 from bbmn.data.loader import deal_by_size
 from bbmn.data.masking import Masking
 from bbmn.models.batmannet import BatmanNet, reconstruction_loss
+from bbmn.train import distributed
 from bbmn.train.device import bound_onednn_cache
 from bbmn.train.runtime import MALLOC_TUNABLES, peak_rss_mb
 
@@ -105,8 +106,9 @@ def matmul_rate(n: int, k: int, m: int, repeats: int = 20) -> float:
 
 #: fp32 eager; compiled; bf16 autocast; compiled + autocast; bf16 weights (the model cast to
 #: bfloat16, under autocast so that the fp32 inputs are cast too: no weight is cast at a product);
-#: data-parallel over ``--threads`` processes of one thread each (DistributedDataParallel over
-#: gloo, as ``torchrun --nproc_per_node N bbmn pretrain --threads 1`` trains), fp32 or bf16, at the
+#: data-parallel over ``--threads`` processes of one thread each (DistributedDataParallel
+#: averaging through shared memory, as ``torchrun --nproc_per_node N bbmn pretrain --threads 1``
+#: trains), fp32 or bf16, at the
 #: same global batch; and the same ranks training apart, no gradient averaged ("ranks"): the
 #: most any data-parallel scheme could make of these cores with this step
 MODES = ("fp32", "compiled", "bf16", "compiled-bf16", "bf16-weights", "ddp", "ddp-bf16", "ranks")
@@ -168,8 +170,8 @@ def _ddp_worker(rank: int, world_size: int, port: int, batch_size: int, smiles: 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     torch.manual_seed(0)
     model = BatmanNet(residual=True)
-    train_model = (torch.nn.parallel.DistributedDataParallel(model, gradient_as_bucket_view=True)  # as bbmn's
-                   if average else model)
+    context = distributed.Context(rank=rank, world_size=world_size, local_rank=rank)
+    train_model = distributed.data_parallel(model, context) if average else model  # as bbmn pretrain
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-7, fused=True)
     batches = make_batches(smiles, batch_size // world_size, steps, rank=rank, world_size=world_size)
     best = best_time(lambda part: train_steps(train_model, optimizer, part, bf16), batches, repeats,
@@ -270,8 +272,8 @@ def result_line(label: str, batch_size: int, mode: str, r: dict, peak_big: float
     """One measurement: molecules/s, FLOP per molecule, and the fraction of both matmul rates."""
     line = (f"{label} {batch_size:4d} {mode:>13}: {r['mol_per_s']:7.1f} mol/s | "
             f"{r['fwd_flop_per_mol'] / 1e6:.0f} MFLOP/mol forward, x3 for training | "
-            f"{r['train_flop_per_s'] / 1e9:.1f} GFLOP/s = {r['train_flop_per_s'] / peak_big:.0%} of "
-            f"1024^3 matmul, {r['train_flop_per_s'] / peak_model:.0%} of the message-net shape")
+            f"{r['train_flop_per_s'] / 1e9:.1f} GFLOP/s = {r['train_flop_per_s'] / peak_big:.1%} of "
+            f"1024^3 matmul, {r['train_flop_per_s'] / peak_model:.1%} of the message-net shape")
     if "rank_peak_rss_mib" in r:
         line += (f" | largest rank's peak RSS {r['rank_peak_rss_mib']:.0f} MiB, ranks' weights "
                  f"{'equal' if r['equal_weights'] else 'differ'}")

@@ -36,6 +36,7 @@ NOT_IN_WORKFLOW = {
     ("pretrain", "checkpoint_every"): "how much a resumed run repeats, not what it gives",
     ("pretrain", "variant"): "set per variant job from pretrain.variants",
     ("pretrain", "deterministic"): "run.deterministic, one switch for every step",
+    ("pretrain", "shared_memory_average"): "how CPU ranks average, not what: on wherever it applies",
     ("finetune", "deterministic"): "run.deterministic, one switch for every step",
     ("finetune", "seed"): "each job takes its split's seed",
     ("finetune", "eval_batch_size"): "scoring batch size does not change results",

@@ -45,6 +45,9 @@ class PretrainConfig:
                            "compile, then faster steps). Not a training key: the weights differ from "
                            "an eager run's only by dropout's random stream")
     threads: int = option(0, "torch intra-op threads per process (0 = torch's default)")
+    shared_memory_average: bool = option(True, "data-parallel CPU ranks on one machine average their "
+                                         "gradients through shared memory (/dev/shm), not gloo's "
+                                         "sockets (--no-shared-memory-average: gloo). Not a training key")
     log_every: int = option(50, "steps between progress lines")
     checkpoint_every: int = option(500, "steps between checkpoints (each epoch end also writes one)")
     window: int = option(8, "row groups per shuffle window (bounds memory)", cli=False)
@@ -67,7 +70,7 @@ class PretrainConfig:
         (:data:`LATER_MODEL_DEFAULTS`), so that a run started before them still resumes."""
         d = asdict(self)
         d["model"] = {k: v for k, v in d["model"].items() if LATER_MODEL_DEFAULTS.get(k, object()) != v}
-        for key in ("max_minutes", "device", "compile", "threads", "log_every", "checkpoint_every",
+        for key in ("max_minutes", "device", "compile", "threads", "shared_memory_average", "log_every", "checkpoint_every",
                     "val_batches", "validate_every", "snapshot_steps", "register", "variant", "variant_overrides"):
             d.pop(key)
         return d

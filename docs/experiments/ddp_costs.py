@@ -5,13 +5,16 @@ and masks ``benchmarks/bench_model.py`` uses, in one of these variants:
 
 * ``apart``: no DDP and no barrier; the ranks meet only around each timed run (the bound);
 * ``barrier``: no DDP, a barrier after every backward pass: the cost of waiting for the slower rank;
-* ``ddp``: DistributedDataParallel, each global batch of 32 dealt to the ranks by size, the
-  gradients views into DDP's buckets, as ``torchrun ... bbmn pretrain`` trains;
+* ``ddp``: DistributedDataParallel over gloo, each global batch of 32 dealt to the ranks by size,
+  the gradients views into DDP's buckets (``torchrun ... bbmn pretrain --no-shared-memory-average``);
 * ``ddp-copy``: the same with gradients copied into and out of the buckets (DDP's default);
 * ``ddp-in-order``: DDP with each global batch halved in order (how the loader dealt before);
 * ``ddp-same``: DDP with both ranks given the same batches: the all-reduce without the waiting;
 * ``ddp-fp16``: DDP averaging gradients in fp16 (``fp16_compress_hook``): half the bytes;
-* ``ddp-static``: DDP with ``static_graph=True``.
+* ``ddp-static``: DDP with ``static_graph=True``;
+* ``ddp-shm``: DDP averaging through shared memory in one bucket, as ``torchrun ... bbmn pretrain``
+  trains (``bbmn.train.distributed.data_parallel``);
+* ``ddp-shm-buckets``: the same hook with DDP's default buckets (a first one of 1 MB).
 
     python docs/experiments/ddp_costs.py apart barrier ddp ddp-same [--steps 24] [--repeats 3]
 
@@ -39,8 +42,9 @@ from bbmn.data.graph import featurize_smiles  # noqa: E402
 from bbmn.data.masking import Masking  # noqa: E402
 from bbmn.models.batmannet import BatmanNet, reconstruction_loss  # noqa: E402
 from bbmn.train.runtime import MALLOC_TUNABLES  # noqa: E402
+from bbmn.train import distributed, shared_memory_average  # noqa: E402
 
-VARIANTS = ("apart", "barrier", "ddp", "ddp-copy", "ddp-in-order", "ddp-same", "ddp-fp16", "ddp-static")
+VARIANTS = ("apart", "barrier", "ddp", "ddp-copy", "ddp-in-order", "ddp-same", "ddp-fp16", "ddp-static", "ddp-shm", "ddp-shm-buckets")
 PER_RANK = 16
 
 
@@ -61,12 +65,16 @@ def worker(rank: int, port: int, variant: str, steps: int, repeats: int, results
     torch.manual_seed(0)
     model = BatmanNet(residual=True)
     train_model = model
-    if variant.startswith("ddp"):
+    if variant == "ddp-shm":
+        train_model = distributed.data_parallel(model, distributed.Context(rank=rank, world_size=2, local_rank=rank))
+    elif variant.startswith("ddp"):
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, static_graph=variant == "ddp-static", gradient_as_bucket_view=variant != "ddp-copy")
     if variant == "ddp-fp16":
         from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import fp16_compress_hook
         train_model.register_comm_hook(None, fp16_compress_hook)
+    if variant == "ddp-shm-buckets":
+        train_model.register_comm_hook(shared_memory_average.SharedMemoryAverage(model), shared_memory_average.hook)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-7, fused=True)
     smiles = read_smiles(DEFAULT_SMILES)
     if variant == "ddp-in-order":
