@@ -120,7 +120,7 @@ def train_steps(model, optimizer, batches, bf16: bool = False) -> None:
     for batch in batches:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = reconstruction_loss(model(batch), batch)
+            loss = reconstruction_loss(model(batch), batch, counts=False)  # as training steps
         loss.total.backward()
         optimizer.step()
 

@@ -376,9 +376,10 @@ class ReconstructionLoss:
         terms: every term, ``"atom.element"`` ... ``"edge.stereo"``; each a mean over its masked
             items (0 when there are none).
         correct: per term, number of masked items whose field is predicted right (argmax; logit > 0
-            for aromatic), detached long scalars.
+            for aromatic), detached long scalars (empty when not asked for, as in training steps).
         count: per term, number of masked items that carry a target (bond type "other" carries none).
-        class_counts: per term, histogram of the masked items' targets (majority-class baseline).
+        class_counts: per term, histogram of the masked items' targets (majority-class baseline;
+            empty when not asked for).
     """
 
     total: Tensor
@@ -390,48 +391,52 @@ class ReconstructionLoss:
     class_counts: dict[str, Tensor] = field(default_factory=dict)
 
 
-def _categorical_term(logits: Tensor, target: Tensor, valid: Tensor | None = None
-                      ) -> tuple[Tensor, Tensor, Tensor]:
-    """Mean cross-entropy over the valid items, their number right and their number."""
+def _categorical_term(logits: Tensor, target: Tensor, valid: Tensor | None = None, counts: bool = True
+                      ) -> tuple[Tensor, Tensor | None, Tensor]:
+    """Mean cross-entropy over the valid items, their number right (with ``counts``) and their number."""
     if valid is not None:
         logits, target = logits[valid], target[valid]
     count = torch.tensor(target.numel(), device=logits.device)
     loss = F.cross_entropy(logits, target, reduction="sum") / count.clamp(min=1)
-    correct = (logits.detach().argmax(1) == target).sum()
+    correct = (logits.detach().argmax(1) == target).sum() if counts else None
     return loss, correct, count
 
 
-def _binary_term(logit: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Mean binary cross-entropy with logits, number right and number of items."""
+def _binary_term(logit: Tensor, target: Tensor, counts: bool = True) -> tuple[Tensor, Tensor | None, Tensor]:
+    """Mean binary cross-entropy with logits, number right (with ``counts``) and number of items."""
     count = torch.tensor(target.numel(), device=logit.device)
     loss = F.binary_cross_entropy_with_logits(logit, target.float(), reduction="sum") / count.clamp(min=1)
-    correct = ((logit.detach() > 0) == target.bool()).sum()
+    correct = ((logit.detach() > 0) == target.bool()).sum() if counts else None
     return loss, correct, count
 
 
-def reconstruction_loss(recon: Reconstruction, batch: Batch) -> ReconstructionLoss:
+def reconstruction_loss(recon: Reconstruction, batch: Batch, counts: bool = True) -> ReconstructionLoss:
     """Spec section 6: per-field cross-entropy (BCE for aromatic) over masked items only.
 
     Targets are the batch's integer codes: the masked atoms' own codes for the node branch; for the
     edge branch the masked edges' source-atom codes, bond type (4 exclusive classes; code 4,
     "other", is skipped) and stereo. Terms are summed unweighted; total = node + edge.
+    Without ``counts`` the result holds the losses only (``correct`` and ``class_counts`` empty):
+    a training step reads nothing else, and validation, which does, asks for them.
     """
     zero = torch.zeros((), device=recon.masked_atoms.device)
     result = ReconstructionLoss(total=zero, node=zero, edge=zero)
 
     def add(name: str, term: tuple[Tensor, Tensor, Tensor], target: Tensor, classes: int) -> Tensor:
-        result.terms[name], result.correct[name], result.count[name] = term
-        result.class_counts[name] = torch.bincount(target.detach(), minlength=classes)
+        result.terms[name], correct, result.count[name] = term
+        if counts:
+            result.correct[name] = correct
+            result.class_counts[name] = torch.bincount(target.detach(), minlength=classes)
         return term[0]
 
     def atom_fields(prefix: str, logits: Tensor, codes: Tensor) -> Tensor:
         loss = logits.new_zeros(())
         for i, (name, start, size) in enumerate(_ATOM_TARGETS):
             if size == 1:  # aromatic bit
-                term = _binary_term(logits[:, start], codes[:, i])
+                term = _binary_term(logits[:, start], codes[:, i], counts)
                 loss = loss + add(f"{prefix}.{name}", term, codes[:, i], 2)
             else:
-                term = _categorical_term(logits[:, start:start + size], codes[:, i])
+                term = _categorical_term(logits[:, start:start + size], codes[:, i], counts=counts)
                 loss = loss + add(f"{prefix}.{name}", term, codes[:, i], size)
         return loss
 
@@ -439,22 +444,22 @@ def reconstruction_loss(recon: Reconstruction, batch: Batch) -> ReconstructionLo
         atom_codes = batch.atom_codes.index_select(0, recon.masked_atoms)
         result.node = atom_fields("atom", recon.atom_logits, atom_codes)
     if recon.edge_logits is not None:
-        result.edge = _edge_terms(recon, batch, atom_fields, add)
+        result.edge = _edge_terms(recon, batch, atom_fields, add, counts)
     result.total = result.node + result.edge
     return result
 
 
-def _edge_terms(recon: Reconstruction, batch: Batch, atom_fields: Callable, add: Callable) -> Tensor:
+def _edge_terms(recon: Reconstruction, batch: Batch, atom_fields: Callable, add: Callable, counts: bool) -> Tensor:
     """The edge branch's terms: the masked edges' source-atom fields, bond type and stereo."""
     source = batch.edge_index[0].index_select(0, recon.masked_edges)
     bond_codes = batch.bond_codes.index_select(0, recon.masked_edges)
     edge = atom_fields("edge", recon.edge_logits, batch.atom_codes.index_select(0, source))
     start, size = _BOND_TYPE_SLICE
     is_typed = bond_codes[:, 0] != BOND_TYPE_OTHER
-    term = _categorical_term(recon.edge_logits[:, start:start + size], bond_codes[:, 0], is_typed)
+    term = _categorical_term(recon.edge_logits[:, start:start + size], bond_codes[:, 0], is_typed, counts)
     edge = edge + add("edge.bond_type", term, bond_codes[is_typed, 0], size)
     start, size = _STEREO_SLICE
-    term = _categorical_term(recon.edge_logits[:, start:start + size], bond_codes[:, 2])
+    term = _categorical_term(recon.edge_logits[:, start:start + size], bond_codes[:, 2], counts=counts)
     return edge + add("edge.stereo", term, bond_codes[:, 2], size)
 
 

@@ -307,7 +307,7 @@ class _Pretraining:
         """One optimizer step on a batch masked for this epoch; its loss."""
         batch = to_device(self.masking(arrays.to_batch(), epoch=self.epoch), self.ctx.device)
         with autocast(self.bf16, self.ctx.device):
-            loss = reconstruction_loss(self.train_model(batch), batch)
+            loss = reconstruction_loss(self.train_model(batch), batch, counts=False)
         self.training.step(loss.total)
         self.step += 1
         self.step_in_epoch += 1

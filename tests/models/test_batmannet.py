@@ -99,6 +99,15 @@ def test_forward_backward_on_a_real_batch(masks, positions, mask_token):
     assert_gradients(model, exempt=upstream_edge_encoder)
 
 
+def test_training_steps_loss_without_counts_is_the_same_loss():
+    batch = masked_batch()
+    recon = small_model().eval()(batch)
+    full, lean = reconstruction_loss(recon, batch), reconstruction_loss(recon, batch, counts=False)
+    assert torch.equal(lean.total, full.total) and lean.terms.keys() == full.terms.keys()
+    assert all(torch.equal(lean.terms[k], full.terms[k]) and lean.count[k] == full.count[k] for k in full.terms)
+    assert len(full.correct) == len(full.class_counts) == 12 and not lean.correct and not lean.class_counts
+
+
 def test_every_weight_learns_when_few_edges_are_masked():
     torch.manual_seed(0)
     batch = Masking(0.15, dynamic=False)(featurize_smiles(SMILES).to_batch())
