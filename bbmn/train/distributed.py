@@ -61,7 +61,10 @@ def data_parallel(model: torch.nn.Module, ctx: Context, shared_memory: bool = Tr
     for each other there cost as much as the averaging (two 1-thread ranks, docs/benchmarks.md).
     """
     device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-    if not (shared_memory and shared_memory_average.available(ctx.world_size, ctx.device, model)):
+    state = None
+    if shared_memory and shared_memory_average.available(ctx.world_size, ctx.device, model):
+        state = shared_memory_average.SharedMemoryAverage.open(model)
+    if state is None:
         if ctx.is_main:
             log.info("data parallel over %d ranks: gradients averaged by %s", ctx.world_size,
                      dist.get_backend())
@@ -70,7 +73,7 @@ def data_parallel(model: torch.nn.Module, ctx: Context, shared_memory: bool = Tr
     one_bucket_mb = shared_memory_average.gradient_bytes(model) // 2**20 + 1
     wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, gradient_as_bucket_view=True,
                                                         bucket_cap_mb=one_bucket_mb)
-    wrapped.register_comm_hook(shared_memory_average.SharedMemoryAverage(model), shared_memory_average.hook)
+    wrapped.register_comm_hook(state, shared_memory_average.hook)
     if ctx.is_main:
         log.info("data parallel over %d ranks: gradients averaged through shared memory", ctx.world_size)
     return wrapped

@@ -17,6 +17,7 @@ so the ranks' weights stay bit-identical, as with an all-reduce.
 (No ``from __future__ import annotations`` here: DDP checks the hook's annotations as objects.)
 """
 
+import logging
 import os
 import shutil
 import uuid
@@ -24,6 +25,8 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+
+log = logging.getLogger(__name__)
 
 #: Where the region lives: tmpfs, so it is memory, not disk.
 SHARED_MEMORY_DIR = Path("/dev/shm")
@@ -63,28 +66,47 @@ class SharedMemoryAverage:
     bucket is enough: a rank writing a set again has passed the barrier of the bucket between,
     which every rank reaches only after it finished reading that set.
 
-    Create it on every rank (it is a collective: rank 0 makes the file and the others open it),
-    then ``ddp_model.register_comm_hook(state, hook)``. The file is unlinked as
-    soon as every rank has mapped it, so nothing is left in ``/dev/shm`` if a rank dies.
+    Make it with :meth:`open` on every rank, then ``ddp_model.register_comm_hook(state, hook)``.
+    The region's file is unlinked as soon as every rank has mapped it, so nothing is left in
+    ``/dev/shm`` if a rank dies.
     """
 
-    def __init__(self, model: torch.nn.Module, group: dist.ProcessGroup | None = None) -> None:
-        self.group = group
+    def __init__(self, region: torch.Tensor, capacity: int, group: dist.ProcessGroup | None = None) -> None:
+        self.region, self.capacity, self.group = region, capacity, group
         self.rank, self.world_size = dist.get_rank(group), dist.get_world_size(group)
-        self.capacity = slot_bytes(model)
-        size = region_bytes(self.world_size, model)
-        name = [str(SHARED_MEMORY_DIR / f"bbmn-gradients-{uuid.uuid4().hex}") if self.rank == 0 else None]
-        dist.broadcast_object_list(name, src=0, group=group)
-        path = name[0]
-        if self.rank == 0:
-            with open(path, "wb") as handle:
-                handle.truncate(size)
-        dist.barrier(group)
-        self.region = torch.from_file(path, shared=True, size=size, dtype=torch.uint8)
-        dist.barrier(group)
-        if self.rank == 0:
-            os.unlink(path)
         self.calls = 0
+
+    @classmethod
+    def open(cls, model: torch.nn.Module, group: dist.ProcessGroup | None = None) -> "SharedMemoryAverage | None":
+        """The region for ``model``'s gradients, made by rank 0 and mapped by every rank (a
+        collective); None on every rank when any rank could not (a read-only or full ``/dev/shm``,
+        another mount namespace), and the caller averages with its backend instead."""
+        rank, world_size = dist.get_rank(group), dist.get_world_size(group)
+        size = region_bytes(world_size, model)
+        path = None
+        if rank == 0:
+            path = str(SHARED_MEMORY_DIR / f"bbmn-gradients-{uuid.uuid4().hex}")
+            try:
+                with open(path, "wb") as handle:
+                    # reserve the pages now: a tmpfs that runs out later kills the writer (SIGBUS)
+                    os.posix_fallocate(handle.fileno(), 0, size)
+            except OSError as error:
+                log.warning("cannot make a %d-byte region in %s (%s)", size, SHARED_MEMORY_DIR, error)
+                _remove(path)
+                path = None
+        shared = [path]
+        dist.broadcast_object_list(shared, src=0, group=group)
+        path, region = shared[0], None
+        if path is not None:
+            try:
+                region = torch.from_file(path, shared=True, size=size, dtype=torch.uint8)
+            except RuntimeError as error:  # torch reports a failed open or mmap as a RuntimeError
+                log.warning("rank %d cannot map %s (%s)", rank, path, error)
+        failed = torch.tensor([float(region is None)])
+        dist.all_reduce(failed, op=dist.ReduceOp.MAX, group=group)
+        if rank == 0 and path is not None:
+            _remove(path)
+        return None if failed.item() else cls(region, slot_bytes(model), group)
 
     def slots(self, numel: int, dtype: torch.dtype) -> torch.Tensor:
         """``(world_size, numel)`` slots of the next set, as ``dtype``."""
@@ -96,6 +118,13 @@ class SharedMemoryAverage:
         self.calls += 1
         per_set = self.region[first:first + self.world_size * self.capacity].view(self.world_size, self.capacity)
         return per_set[:, :nbytes].view(dtype)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def hook(state: SharedMemoryAverage, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:

@@ -74,7 +74,7 @@ def worker(rank: int, port: int, variant: str, steps: int, repeats: int, results
         from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import fp16_compress_hook
         train_model.register_comm_hook(None, fp16_compress_hook)
     if variant == "ddp-shm-buckets":
-        train_model.register_comm_hook(shared_memory_average.SharedMemoryAverage(model), shared_memory_average.hook)
+        train_model.register_comm_hook(shared_memory_average.SharedMemoryAverage.open(model), shared_memory_average.hook)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-7, fused=True)
     smiles = read_smiles(DEFAULT_SMILES)
     if variant == "ddp-in-order":

@@ -2,6 +2,7 @@
 
 import shutil
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -52,7 +53,7 @@ def _worker(rank: int, port: int, out: dict) -> None:
     results["gloo"] = _steps(distributed.data_parallel(gloo_model, context, shared_memory=False), gloo_model, rank)
     several = torch.nn.parallel.DistributedDataParallel(buckets_model, bucket_cap_mb=0.005,
                                                         gradient_as_bucket_view=True)
-    state = shared_memory_average.SharedMemoryAverage(buckets_model)
+    state = shared_memory_average.SharedMemoryAverage.open(buckets_model)
     several.register_comm_hook(state, shared_memory_average.hook)
     results["buckets"] = _steps(several, buckets_model, rank)
     results["hook_calls"] = state.calls
@@ -80,6 +81,38 @@ def test_shared_memory_average_equals_gloo_and_leaves_nothing_behind():
             assert torch.equal(a, b)
     assert results[0]["hook_calls"] > 3  # more than one bucket in a step: smaller views, both sets
     assert set(SHARED_MEMORY_DIR.glob("bbmn-gradients-*")) == before  # the region's file is unlinked
+
+
+def _failing_worker(rank: int, port: int, out: dict, missing_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE)
+    results = {}
+    # rank 0 cannot make the region (no such directory): no rank gets one
+    real_dir, shared_memory_average.SHARED_MEMORY_DIR = shared_memory_average.SHARED_MEMORY_DIR, Path(missing_dir)
+    results["no_directory"] = shared_memory_average.SharedMemoryAverage.open(_model()) is None
+    shared_memory_average.SHARED_MEMORY_DIR = real_dir
+    # rank 1 cannot map it: no rank uses it, and rank 0 removes the file all the same
+    real_from_file = torch.from_file
+    if rank == 1:
+        def refuse(*args, **kwargs):
+            raise RuntimeError("mapping refused (test)")
+        torch.from_file = refuse
+    results["rank_1_cannot_map"] = shared_memory_average.SharedMemoryAverage.open(_model()) is None
+    torch.from_file = real_from_file
+    out[rank] = results
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not SHARED_MEMORY_DIR.is_dir(), reason="no /dev/shm")
+def test_every_rank_falls_back_when_any_rank_cannot_share(tmp_path):
+    before = set(SHARED_MEMORY_DIR.glob("bbmn-gradients-*"))
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_failing_worker, args=(_free_port(), out, str(tmp_path / "missing")), nprocs=WORLD_SIZE)
+        results = dict(out)
+    assert all(results[rank] == {"no_directory": True, "rank_1_cannot_map": True} for rank in range(WORLD_SIZE))
+    assert set(SHARED_MEMORY_DIR.glob("bbmn-gradients-*")) == before
 
 
 def test_applies_to_cpu_ranks_of_one_machine_with_room_in_dev_shm(monkeypatch):
