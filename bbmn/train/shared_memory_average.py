@@ -5,9 +5,10 @@ gloo backend still sends each gradient bucket through the loopback network: 2.44
 5.3 ms per all-reduce on the 2-core machine of docs/benchmarks.md, about 5% of a rank's step,
 which a rank spends waiting after its backward pass. :func:`hook` is a DDP communication hook
 (``DistributedDataParallel.register_comm_hook``, torch's API for replacing the all-reduce; its
-state a :class:`SharedMemoryAverage`) that averages a bucket where the ranks can all read it: each rank copies its bucket
-into its slot of a region in ``/dev/shm``, the ranks meet at a barrier, and each writes the mean
-of the slots into its own bucket (2.2 ms for the same gradients, the barrier included).
+state a :class:`SharedMemoryAverage`) that averages a bucket where the ranks can all read it:
+each rank copies its bucket into its slot of a region in ``/dev/shm``, the ranks meet at a
+barrier, and each writes the mean of the slots into its own bucket (2.2 ms for the same
+gradients, the barrier included).
 
 Hand-written because no library in this stack does it: gloo has no shared-memory transport, and
 the CPU collectives that do (oneCCL's bindings, DeepSpeed's shm ops) are compiled packages tied
