@@ -1,6 +1,6 @@
 """Why bf16 autocast does not speed up pre-training at batch 32 on a CPU with native bf16 (issue 13).
 
-Three measurements, 2 threads:
+Three measurements (2 threads unless ``--threads``):
 
 * ``products``: fp32 against bf16 matrix products at the shapes of a step of 32, with bf16
   operands and with autocast's cast of fp32 operands;
@@ -15,6 +15,7 @@ to let every shape of a step stay cached):
 
     python docs/experiments/bf16_shapes.py products varying
     ONEDNN_PRIMITIVE_CACHE_CAPACITY=1024 python docs/experiments/bf16_shapes.py steps
+    ONEDNN_PRIMITIVE_CACHE_CAPACITY=1024 python docs/experiments/bf16_shapes.py steps --threads 1 --batch-size 16
 """
 
 from __future__ import annotations
@@ -89,8 +90,8 @@ def varying() -> None:
             print(f"{label:34s} {'bf16' if bf16 else 'fp32'}: {flop / seconds / 1e9:5.0f} GFLOP/s")
 
 
-def steps() -> None:
-    batches = make_batches(read_smiles(DEFAULT_SMILES), 32, 20)
+def steps(batch_size: int) -> None:
+    batches = make_batches(read_smiles(DEFAULT_SMILES), batch_size, 20)
     for label, part in [("one batch repeated", [batches[0]] * 20), ("varying batches", batches)]:
         for bf16 in (False, True, False, True):
             torch.manual_seed(0)
@@ -101,19 +102,22 @@ def steps() -> None:
             start = time.perf_counter()
             train_steps(model, optimizer, part, bf16)
             seconds = time.perf_counter() - start
-            print(f"{label:18s} {'bf16' if bf16 else 'fp32'}: {32 * len(part) / seconds:6.1f} mol/s", flush=True)
+            print(f"{label:18s} {'bf16' if bf16 else 'fp32'}: {batch_size * len(part) / seconds:6.1f} mol/s",
+                  flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("parts", nargs="+", choices=("products", "varying", "steps"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32, help="of the steps (a rank of two: 16)")
     args = parser.parse_args()
     if "GLIBC_TUNABLES" not in os.environ:  # the allocator bbmn pretrain and bench_model.py use
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "GLIBC_TUNABLES": MALLOC_TUNABLES})
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     bound_onednn_cache()  # 32 unless the environment says otherwise, as bbmn's commands
     for part in args.parts:
-        {"products": products, "varying": varying, "steps": steps}[part]()
+        {"products": products, "varying": varying, "steps": lambda: steps(args.batch_size)}[part]()
 
 
 if __name__ == "__main__":
