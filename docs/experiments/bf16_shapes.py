@@ -6,6 +6,8 @@ Three measurements (2 threads unless ``--threads``):
   operands and with autocast's cast of fp32 operands;
 * ``varying``: 400 products whose row count changes every time (as a batch's atoms and edges do),
   in fp32 and bf16, and the same with the rows padded to a multiple of 128;
+* ``compiled``: the varying products in bf16 through ``torch.compile`` (dynamic shapes, inductor's
+  ``max_autotune`` with its C++ GEMM backend asked for), against eager;
 * ``steps``: pre-training steps of 32 in fp32 and under bf16 autocast, on one batch repeated
   (every product's shape repeats) and on varying batches.
 
@@ -71,10 +73,14 @@ def products() -> None:
         print(f"{label} ({n}x{k}x{m}) | {fp32:.0f} | {bf16:.0f} ({bf16 / fp32:.2f}x) | {cast:.0f} ({cast / fp32:.2f}x)")
 
 
+def varying_rows() -> list[int]:
+    generator = random.Random(0)
+    return [generator.randint(300, 1600) for _ in range(400)]
+
+
 def varying() -> None:
     weight = torch.randn(100, 600)
-    generator = random.Random(0)
-    rows = [generator.randint(300, 1600) for _ in range(400)]
+    rows = varying_rows()
     for label, counts in [("one shape (640 rows)", [640] * 400), ("rows 300 to 1,600", rows),
                           ("rows padded to a multiple of 128", [-(-n // 128) * 128 for n in rows])]:
         inputs = [torch.randn(n, 100) for n in counts]
@@ -88,6 +94,26 @@ def varying() -> None:
             seconds = time.perf_counter() - start
             flop = sum(2 * n * 100 * 600 for n in counts)
             print(f"{label:34s} {'bf16' if bf16 else 'fp32'}: {flop / seconds / 1e9:5.0f} GFLOP/s")
+
+
+def compiled() -> None:
+    import torch._inductor.config as inductor
+
+    inductor.max_autotune, inductor.max_autotune_gemm_backends = True, "CPP,ATEN"
+    weight = torch.randn(100, 600).bfloat16()
+
+    def product(x: torch.Tensor) -> torch.Tensor:
+        return x @ weight
+
+    rows = varying_rows()
+    inputs = [torch.randn(n, 100).bfloat16() for n in rows]
+    flop = sum(2 * n * 100 * 600 for n in rows)
+    for label, fn in [("compiled", torch.compile(product, dynamic=True)), ("eager", product)]:
+        for turn in (1, 2):  # the second pass over the same shapes may find their kernels cached
+            start = time.perf_counter()
+            for x in inputs:
+                fn(x)
+            print(f"bf16 {label:8s} pass {turn}: {flop / (time.perf_counter() - start) / 1e9:5.0f} GFLOP/s")
 
 
 def steps(batch_size: int) -> None:
@@ -108,7 +134,7 @@ def steps(batch_size: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("parts", nargs="+", choices=("products", "varying", "steps"))
+    parser.add_argument("parts", nargs="+", choices=("products", "varying", "compiled", "steps"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32, help="of the steps (a rank of two: 16)")
     args = parser.parse_args()
@@ -116,8 +142,10 @@ def main() -> None:
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "GLIBC_TUNABLES": MALLOC_TUNABLES})
     torch.set_num_threads(args.threads)
     bound_onednn_cache()  # 32 unless the environment says otherwise, as bbmn's commands
+    parts = {"products": products, "varying": varying, "compiled": compiled,
+             "steps": lambda: steps(args.batch_size)}
     for part in args.parts:
-        {"products": products, "varying": varying, "steps": lambda: steps(args.batch_size)}[part]()
+        parts[part]()
 
 
 if __name__ == "__main__":
