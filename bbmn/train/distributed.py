@@ -64,18 +64,14 @@ def data_parallel(model: torch.nn.Module, ctx: Context, shared_memory: bool = Tr
     state = None
     if shared_memory and shared_memory_average.available(ctx.world_size, ctx.device, model):
         state = shared_memory_average.SharedMemoryAverage.open(model)
-    if state is None:
-        if ctx.is_main:
-            log.info("data parallel over %d ranks: gradients averaged by %s", ctx.world_size,
-                     dist.get_backend())
-        return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
-                                                         gradient_as_bucket_view=True)
-    one_bucket_mb = shared_memory_average.gradient_bytes(model) // 2**20 + 1
+    one_bucket = {} if state is None else {"bucket_cap_mb": shared_memory_average.gradient_bytes(model) // 2**20 + 1}
     wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, gradient_as_bucket_view=True,
-                                                        bucket_cap_mb=one_bucket_mb)
-    wrapped.register_comm_hook(state, shared_memory_average.hook)
+                                                        **one_bucket)
+    if state is not None:
+        wrapped.register_comm_hook(state, shared_memory_average.hook)
     if ctx.is_main:
-        log.info("data parallel over %d ranks: gradients averaged through shared memory", ctx.world_size)
+        log.info("data parallel over %d ranks: gradients averaged %s", ctx.world_size,
+                 f"by {dist.get_backend()}" if state is None else "through shared memory")
     return wrapped
 
 

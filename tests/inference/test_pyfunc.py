@@ -4,7 +4,6 @@ and over HTTP with `mlflow models serve`."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from bbmn.inference.predict import predict_file
 from bbmn.inference.pyfunc import PYFUNC_DIR, WHEELS, bbmn_wheel
 from bbmn.train.checkpoint import load_checkpoint
 from bbmn.train.tracking import Tracker
+from tests.conftest import free_port
 from tests.inference.runs import REGISTERED, finetuned_runs
 from tests.processes import stop_process_group
 
@@ -154,11 +154,6 @@ def test_logging_a_model_respects_skipped_tracking(tmp_path):
     with unreachable:
         assert unreachable.log_model(tmp_path) is None and not unreachable.enabled
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post(url: str, payload: dict) -> dict:

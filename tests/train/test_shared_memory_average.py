@@ -1,7 +1,6 @@
 """Averaging CPU ranks' gradients through shared memory gives what gloo's all-reduce gives."""
 
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -11,14 +10,10 @@ import torch.multiprocessing as mp
 
 from bbmn.train import distributed, shared_memory_average
 from bbmn.train.shared_memory_average import SHARED_MEMORY_DIR
+from tests.conftest import free_port
 
 WORLD_SIZE = 2
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _model() -> torch.nn.Module:
@@ -67,7 +62,7 @@ def test_shared_memory_average_equals_gloo_and_leaves_nothing_behind():
     before = set(SHARED_MEMORY_DIR.glob("bbmn-gradients-*"))
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_worker, args=(_free_port(), out), nprocs=WORLD_SIZE)
+        mp.spawn(_worker, args=(free_port(), out), nprocs=WORLD_SIZE)
         results = dict(out)
     for rank in range(WORLD_SIZE):
         for got, want in zip(results[rank]["shm"], results[rank]["gloo"], strict=True):
@@ -109,7 +104,7 @@ def test_every_rank_falls_back_when_any_rank_cannot_share(tmp_path):
     before = set(SHARED_MEMORY_DIR.glob("bbmn-gradients-*"))
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_failing_worker, args=(_free_port(), out, str(tmp_path / "missing")), nprocs=WORLD_SIZE)
+        mp.spawn(_failing_worker, args=(free_port(), out, str(tmp_path / "missing")), nprocs=WORLD_SIZE)
         results = dict(out)
     assert all(results[rank] == {"no_directory": True, "rank_1_cannot_map": True} for rank in range(WORLD_SIZE))
     assert set(SHARED_MEMORY_DIR.glob("bbmn-gradients-*")) == before

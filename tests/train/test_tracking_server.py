@@ -3,7 +3,6 @@ workflow's parent run and a tiny `bbmn finetune` sending to it through $MLFLOW_T
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,16 +12,12 @@ from pathlib import Path
 import pytest
 
 from bbmn.cli.main import main
+from tests.conftest import free_port
 from tests.data.test_labelled import labelled_files
 from tests.processes import stop_process_group
 
 MLFLOW = Path(sys.executable).with_name("mlflow")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +25,7 @@ def server(tmp_path_factory):
     """`mlflow server` on 127.0.0.1 with a SQLite store and an artifact directory in tmp; its whole
     process group is killed at teardown."""
     root = tmp_path_factory.mktemp("mlflow_server")
-    port = _free_port()
+    port = free_port()
     log = open(root / "server.log", "w")
     proc = subprocess.Popen(
         [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",

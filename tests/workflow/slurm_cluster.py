@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.conftest import free_port
+
 PROGRAMS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "srun", "squeue", "sinfo", "scontrol")
 INSTALL_HINT = "apt-get install -y slurmctld slurmd slurm-client munge (.ci/run installs them)"
 
@@ -45,11 +47,6 @@ def missing_programs() -> list[str]:
 def _which(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _detected_node() -> dict[str, int]:
@@ -179,7 +176,7 @@ def start(root: Path, *, memory_margin_mb: int = 1000, timeout: float = 60) -> C
                       memory_mb=max(500, node["memory_mb"] - memory_margin_mb))
     cluster.conf.write_text(slurm_conf(root, host=host, user=getpass.getuser(), cpus=cluster.cpus,
                                        memory_mb=cluster.memory_mb, munge_socket=munge_socket,
-                                       ctld_port=_free_port(), slurmd_port=_free_port()))
+                                       ctld_port=free_port(), slurmd_port=free_port()))
     commands = {
         # --force: munged refuses root and loose directory permissions otherwise
         "munged": [_which("munged"), "--foreground", "--force", f"--socket={munge_socket}",
